@@ -1,0 +1,192 @@
+//! The compiled, immutable config a request holds for its whole life (one `Arc` per request).
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use http::HeaderName;
+use pingora::protocols::tls::CaType;
+
+use crate::providers::ProviderKind;
+
+pub struct Config {
+    /// Counts successful loads in this process; shown at `/admin/config`.
+    pub version: u64,
+    /// SHA-256 of the file as read, so operators can tell which file is live.
+    pub hash: String,
+    pub loaded_at_unix: u64,
+    pub source_path: String,
+    pub gateway: GatewaySettings,
+    pub admin: AdminSettings,
+    pub logging: LoggingSettings,
+    /// Pingora's server section, applied at start only.
+    pub server: pingora::server::configuration::ServerConf,
+    pub providers: Vec<Arc<Provider>>,
+    pub endpoints: HashMap<String, Arc<Endpoint>>,
+    /// Endpoint ids in config order, for listings.
+    pub endpoint_order: Vec<String>,
+    pub models: HashMap<String, Arc<LogicalModel>>,
+    pub model_order: Vec<String>,
+    /// Keyed by the SHA-256 of the key.
+    pub keys: HashMap<[u8; 32], Arc<ApiKey>>,
+    pub headers: HeaderNames,
+}
+
+pub struct GatewaySettings {
+    pub listen: Vec<String>,
+    pub h2c: bool,
+    pub max_body_bytes: u64,
+    pub default_max_latency: Duration,
+}
+
+pub struct AdminSettings {
+    pub listen: Option<String>,
+    pub token_sha256: Option<[u8; 32]>,
+}
+
+pub struct LoggingSettings {
+    pub access_log: String,
+    pub level: String,
+}
+
+pub struct Provider {
+    pub name: String,
+    pub kind: ProviderKind,
+    pub tls: bool,
+    pub host: String,
+    pub port: u16,
+    /// `host` or `host:port` as the `Host` header wants it.
+    pub authority: String,
+    /// Path prefix from `base_url`, without a trailing slash (e.g. `/v1`).
+    pub base_path: String,
+    pub api_key: Option<String>,
+    pub ca: Option<Arc<CaType>>,
+    pub http2: bool,
+    pub connect_timeout: Duration,
+    pub first_byte_timeout: Duration,
+    pub read_timeout: Duration,
+    pub extra_headers: Vec<(HeaderName, http::HeaderValue)>,
+}
+
+impl std::fmt::Debug for Provider {
+    // Hand-written so a credential can never reach a log line through `{:?}`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Provider")
+            .field("name", &self.name)
+            .field("kind", &self.kind)
+            .field("host", &self.host)
+            .field("port", &self.port)
+            .finish_non_exhaustive()
+    }
+}
+
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Price {
+    /// USD per token (the file says per million).
+    pub input: f64,
+    pub output: f64,
+    pub cached_input: f64,
+}
+
+#[derive(Debug)]
+pub struct Endpoint {
+    /// `provider/model`, the name clients pin and headers report.
+    pub id: String,
+    pub provider: Arc<Provider>,
+    pub upstream_model: String,
+    pub price: Price,
+    pub context_window: Option<u64>,
+}
+
+#[derive(Debug)]
+pub struct LogicalModel {
+    pub name: String,
+    pub deployments: Vec<Arc<Endpoint>>,
+}
+
+#[derive(Debug)]
+pub struct ApiKey {
+    /// The config name of the key: what logs and metrics show, never the secret.
+    pub id: String,
+    pub hash: [u8; 32],
+    /// `None` = every model.
+    pub models: Option<Vec<String>>,
+    pub enabled: bool,
+}
+
+impl ApiKey {
+    pub fn may_use(&self, model: &str) -> bool {
+        match &self.models {
+            None => true,
+            Some(list) => list.iter().any(|p| match p.strip_suffix('*') {
+                Some(prefix) => model.starts_with(prefix),
+                None => p == model,
+            }),
+        }
+    }
+}
+
+/// Response and request header names with the configured prefix, built once per load so the
+/// request path never formats a header name.
+pub struct HeaderNames {
+    pub request_id: HeaderName,
+    pub endpoint: HeaderName,
+    pub task: HeaderName,
+    pub logical_model: HeaderName,
+    pub fallback_chain: HeaderName,
+    pub attempts: HeaderName,
+    pub fallback_reason: HeaderName,
+    pub router_version: HeaderName,
+    pub overhead_ms: HeaderName,
+    pub cost: HeaderName,
+    pub input_cost: HeaderName,
+    pub output_cost: HeaderName,
+    pub max_latency_ms: HeaderName,
+    pub max_ttft_ms: HeaderName,
+    pub preference: HeaderName,
+    pub cost_quality: HeaderName,
+    pub region: HeaderName,
+    pub hedge: HeaderName,
+    pub task_in: HeaderName,
+}
+
+impl HeaderNames {
+    pub fn new(prefix: &str) -> Result<Self, String> {
+        let h = |suffix: &str| {
+            HeaderName::from_bytes(format!("{prefix}{suffix}").to_ascii_lowercase().as_bytes())
+                .map_err(|e| format!("`{prefix}{suffix}` is not a valid header name: {e}"))
+        };
+        Ok(HeaderNames {
+            request_id: h("Request-Id")?,
+            endpoint: h("Endpoint")?,
+            task: h("Task")?,
+            logical_model: h("Logical-Model")?,
+            fallback_chain: h("Fallback-Chain")?,
+            attempts: h("Attempts")?,
+            fallback_reason: h("Fallback-Reason")?,
+            router_version: h("Router-Version")?,
+            overhead_ms: h("Overhead-Ms")?,
+            cost: h("Cost-USD")?,
+            input_cost: h("Input-Cost-USD")?,
+            output_cost: h("Output-Cost-USD")?,
+            max_latency_ms: h("Max-Latency-Ms")?,
+            max_ttft_ms: h("Max-TTFT-Ms")?,
+            preference: h("Preference")?,
+            cost_quality: h("Cost-Quality")?,
+            region: h("Region")?,
+            hedge: h("Hedge")?,
+            task_in: h("Task")?,
+        })
+    }
+}
+
+impl std::fmt::Debug for Config {
+    // Short on purpose: provider credentials live inside, and tests only need to know which
+    // config this is.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Config")
+            .field("version", &self.version)
+            .field("hash", &self.hash)
+            .finish_non_exhaustive()
+    }
+}

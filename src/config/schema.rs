@@ -1,0 +1,198 @@
+//! The config file as written: serde types with `deny_unknown_fields`, so a typo is an error that
+//! names its key path rather than a silently ignored setting. `validate.rs` turns these into the
+//! immutable runtime form.
+
+use std::collections::BTreeMap;
+
+use serde::Deserialize;
+
+/// Top level. `server` is Pingora's own section (`ServerConf`), checked against its field list in
+/// `validate.rs` because Pingora itself ignores unknown keys.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileConfig {
+    #[serde(default)]
+    pub server: Option<yaml_serde::Value>,
+    #[serde(default)]
+    pub gateway: Option<yaml_serde::Value>,
+    #[serde(default)]
+    pub admin: Option<yaml_serde::Value>,
+    #[serde(default)]
+    pub logging: Option<yaml_serde::Value>,
+    #[serde(default)]
+    pub providers: BTreeMap<String, yaml_serde::Value>,
+    #[serde(default)]
+    pub models: BTreeMap<String, yaml_serde::Value>,
+    #[serde(default)]
+    pub keys: BTreeMap<String, yaml_serde::Value>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GatewaySection {
+    /// Client-facing listeners (plain HTTP/1.1 and h2c). Changing them needs a restart.
+    #[serde(default = "default_listen")]
+    pub listen: Vec<String>,
+    /// Serve HTTP/2 over cleartext (prior knowledge) on the listeners.
+    #[serde(default = "yes")]
+    pub h2c: bool,
+    /// Largest request body accepted; larger is 413 before the rest is read.
+    #[serde(default = "default_max_body")]
+    pub max_body_bytes: u64,
+    /// Prefix of every Signalbox header, e.g. `X-Signalbox-`.
+    #[serde(default = "default_prefix")]
+    pub header_prefix: String,
+    /// Wall-clock budget of a call when the client sends no `Max-Latency-Ms`.
+    #[serde(default = "default_max_latency")]
+    pub default_max_latency_ms: u64,
+}
+
+impl Default for GatewaySection {
+    fn default() -> Self {
+        GatewaySection {
+            listen: default_listen(),
+            h2c: true,
+            max_body_bytes: default_max_body(),
+            header_prefix: default_prefix(),
+            default_max_latency_ms: default_max_latency(),
+        }
+    }
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct AdminSection {
+    /// Admin listener (metrics, config, reload). Loopback unless you really mean it.
+    pub listen: Option<String>,
+    /// SHA-256 (hex) of the admin bearer token; without it the admin API is open to whoever can
+    /// reach the listener.
+    pub token_sha256: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LoggingSection {
+    /// `stdout`, `off`, or a file path for the JSON access log.
+    #[serde(default = "default_access_log")]
+    pub access_log: String,
+    /// Filter for the application log on stderr (`RUST_LOG` syntax).
+    #[serde(default = "default_level")]
+    pub level: String,
+}
+
+impl Default for LoggingSection {
+    fn default() -> Self {
+        LoggingSection {
+            access_log: default_access_log(),
+            level: default_level(),
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProviderSection {
+    /// Wire format: `openai` (OpenAI and every OpenAI-compatible API).
+    pub kind: String,
+    /// e.g. `https://api.openai.com/v1`; the codec appends its path (`/chat/completions`).
+    pub base_url: String,
+    /// The provider credential, usually `${OPENAI_API_KEY}`. Never logged or echoed.
+    #[serde(default)]
+    pub api_key: Option<String>,
+    /// Extra CA certificate (PEM) trusted for this provider, e.g. a private vLLM's.
+    #[serde(default)]
+    pub ca_file: Option<String>,
+    /// Offer HTTP/2 by ALPN on TLS connections.
+    #[serde(default = "yes")]
+    pub http2: bool,
+    #[serde(default = "default_connect_timeout")]
+    pub connect_timeout_ms: u64,
+    /// Time allowed to the first byte of the response (headers) before falling over.
+    #[serde(default = "default_first_byte_timeout")]
+    pub first_byte_timeout_ms: u64,
+    /// Longest silence between two reads of a response body.
+    #[serde(default = "default_read_timeout")]
+    pub read_timeout_ms: u64,
+    /// Extra request headers sent to this provider (e.g. `OpenAI-Organization`).
+    #[serde(default)]
+    pub headers: BTreeMap<String, String>,
+    /// The models this provider serves; each becomes the endpoint `provider/model`.
+    #[serde(default)]
+    pub models: BTreeMap<String, EndpointSection>,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct EndpointSection {
+    /// Model name sent upstream, when it differs from the key.
+    #[serde(default)]
+    pub upstream_model: Option<String>,
+    #[serde(default)]
+    pub price: PriceSection,
+    #[serde(default)]
+    pub context_window: Option<u64>,
+}
+
+/// USD per million tokens.
+#[derive(Debug, Deserialize, Default, Clone, Copy)]
+#[serde(deny_unknown_fields)]
+pub struct PriceSection {
+    #[serde(default)]
+    pub input: f64,
+    #[serde(default)]
+    pub output: f64,
+    /// Cached input read; defaults to `input` when absent.
+    #[serde(default)]
+    pub cached_input: Option<f64>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModelSection {
+    /// Endpoints (`provider/model`) serving this logical model, in preference order.
+    pub deployments: Vec<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KeySection {
+    /// SHA-256 (hex) of the API key, from `signalbox hash-key`.
+    pub sha256: String,
+    /// Models this key may use: exact names, or a prefix ending in `*`. Default: all.
+    #[serde(default)]
+    pub models: Option<Vec<String>>,
+    /// Set to false to revoke the key without deleting it.
+    #[serde(default = "yes")]
+    pub enabled: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+fn default_listen() -> Vec<String> {
+    vec!["0.0.0.0:8080".to_string()]
+}
+fn default_max_body() -> u64 {
+    32 * 1024 * 1024
+}
+fn default_prefix() -> String {
+    "X-Signalbox-".to_string()
+}
+fn default_max_latency() -> u64 {
+    600_000
+}
+fn default_access_log() -> String {
+    "stdout".to_string()
+}
+fn default_level() -> String {
+    "info".to_string()
+}
+fn default_connect_timeout() -> u64 {
+    5_000
+}
+fn default_first_byte_timeout() -> u64 {
+    120_000
+}
+fn default_read_timeout() -> u64 {
+    120_000
+}

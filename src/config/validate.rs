@@ -1,0 +1,690 @@
+//! File → validated runtime config. Every problem is collected (not just the first), each with
+//! the dotted key path that holds it, so `signalbox check-config` shows the whole list at once.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::de::DeserializeOwned;
+use sha2::{Digest, Sha256};
+
+use super::runtime::*;
+use super::schema::*;
+use crate::providers::ProviderKind;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    /// Dotted key path, e.g. `providers.openai.base_url`; empty for whole-file problems.
+    pub path: String,
+    pub message: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.path.is_empty() {
+            write!(f, "{}", self.message)
+        } else {
+            write!(f, "{}: {}", self.path, self.message)
+        }
+    }
+}
+
+#[derive(Default)]
+struct Errors(Vec<ConfigError>);
+
+impl Errors {
+    fn push(&mut self, path: impl Into<String>, message: impl Into<String>) {
+        self.0.push(ConfigError {
+            path: path.into(),
+            message: message.into(),
+        });
+    }
+}
+
+/// Reads and validates a config file. `version` is the number the new config will carry.
+pub fn load_file(path: &str, version: u64) -> Result<Config, Vec<ConfigError>> {
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        vec![ConfigError {
+            path: String::new(),
+            message: format!("cannot read {path}: {e}"),
+        }]
+    })?;
+    load_str(&text, path, version, &|name| std::env::var(name).ok())
+}
+
+/// Validates config text; `env` looks up `${VAR}` references (injected for tests).
+pub fn load_str(
+    text: &str,
+    source_path: &str,
+    version: u64,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<Config, Vec<ConfigError>> {
+    let mut errs = Errors::default();
+    let mut root: yaml_serde::Value = yaml_serde::from_str(text).map_err(|e| {
+        vec![ConfigError {
+            path: String::new(),
+            message: format!("not valid YAML: {e}"),
+        }]
+    })?;
+    if root.is_null() {
+        root = yaml_serde::Value::Mapping(Default::default());
+    }
+    interpolate(&mut root, String::new(), env, &mut errs);
+
+    let file: FileConfig = match section(root, "", &mut errs) {
+        Some(f) => f,
+        None => return Err(errs.0),
+    };
+
+    let server = server_conf(file.server, &mut errs);
+    let gateway: GatewaySection = optional_section(file.gateway, "gateway", &mut errs);
+    let admin: AdminSection = optional_section(file.admin, "admin", &mut errs);
+    let logging: LoggingSection = optional_section(file.logging, "logging", &mut errs);
+
+    let headers = match HeaderNames::new(&gateway.header_prefix) {
+        Ok(h) => Some(h),
+        Err(e) => {
+            errs.push("gateway.header_prefix", e);
+            None
+        }
+    };
+    if gateway.listen.is_empty() {
+        errs.push("gateway.listen", "needs at least one address");
+    }
+    for (i, addr) in gateway.listen.iter().enumerate() {
+        if addr.parse::<std::net::SocketAddr>().is_err() {
+            errs.push(
+                format!("gateway.listen[{i}]"),
+                format!("`{addr}` is not an IP:port address"),
+            );
+        }
+    }
+    if gateway.max_body_bytes < 1024 {
+        errs.push("gateway.max_body_bytes", "must be at least 1024");
+    }
+    if !(60..=600_000).contains(&gateway.default_max_latency_ms) {
+        errs.push("gateway.default_max_latency_ms", "must be within 60..600000");
+    }
+    if let Some(addr) = &admin.listen
+        && addr.parse::<std::net::SocketAddr>().is_err()
+    {
+        errs.push("admin.listen", format!("`{addr}` is not an IP:port address"));
+    }
+    let admin_token = admin
+        .token_sha256
+        .as_deref()
+        .and_then(|h| parse_sha256(h, "admin.token_sha256", &mut errs));
+
+    // Providers and their endpoints.
+    let mut providers = Vec::new();
+    let mut endpoints: HashMap<String, Arc<Endpoint>> = HashMap::new();
+    let mut endpoint_order = Vec::new();
+    for (name, value) in file.providers {
+        let path = format!("providers.{name}");
+        if name.is_empty() || name.contains('/') {
+            errs.push(&path, "a provider name must be non-empty and hold no `/`");
+            continue;
+        }
+        let Some(p) = section::<ProviderSection>(value, &path, &mut errs) else {
+            continue;
+        };
+        let Some(provider) = compile_provider(&name, &p, &path, &mut errs) else {
+            continue;
+        };
+        let provider = Arc::new(provider);
+        for (model, e) in p.models {
+            let id = format!("{name}/{model}");
+            let epath = format!("{path}.models.{model}");
+            for (field, v) in [("input", Some(e.price.input)), ("output", Some(e.price.output)), ("cached_input", e.price.cached_input)] {
+                if let Some(v) = v
+                    && !(v.is_finite() && v >= 0.0)
+                {
+                    errs.push(format!("{epath}.price.{field}"), "must be a non-negative number");
+                }
+            }
+            let per_token = 1e-6;
+            endpoints.insert(
+                id.clone(),
+                Arc::new(Endpoint {
+                    id: id.clone(),
+                    provider: provider.clone(),
+                    upstream_model: e.upstream_model.unwrap_or(model),
+                    price: Price {
+                        input: e.price.input * per_token,
+                        output: e.price.output * per_token,
+                        cached_input: e.price.cached_input.unwrap_or(e.price.input) * per_token,
+                    },
+                    context_window: e.context_window,
+                }),
+            );
+            endpoint_order.push(id);
+        }
+        providers.push(provider);
+    }
+
+    // Logical models.
+    let mut models = HashMap::new();
+    let mut model_order = Vec::new();
+    for (name, value) in file.models {
+        let path = format!("models.{name}");
+        if endpoints.contains_key(&name) {
+            errs.push(&path, "this name is already an endpoint id (`provider/model`)");
+        }
+        let Some(m) = section::<ModelSection>(value, &path, &mut errs) else {
+            continue;
+        };
+        if m.deployments.is_empty() {
+            errs.push(format!("{path}.deployments"), "needs at least one endpoint");
+        }
+        let mut deployments = Vec::new();
+        for (i, d) in m.deployments.iter().enumerate() {
+            match endpoints.get(d) {
+                Some(e) => deployments.push(e.clone()),
+                None => errs.push(
+                    format!("{path}.deployments[{i}]"),
+                    format!("`{d}` is not a configured endpoint (providers.<name>.models.<model>)"),
+                ),
+            }
+        }
+        model_order.push(name.clone());
+        models.insert(name.clone(), Arc::new(LogicalModel { name, deployments }));
+    }
+
+    // Keys.
+    let mut keys = HashMap::new();
+    for (id, value) in file.keys {
+        let path = format!("keys.{id}");
+        let Some(k) = section::<KeySection>(value, &path, &mut errs) else {
+            continue;
+        };
+        let Some(hash) = parse_sha256(&k.sha256, &format!("{path}.sha256"), &mut errs) else {
+            continue;
+        };
+        if keys.contains_key(&hash) {
+            errs.push(format!("{path}.sha256"), "the same key hash is configured twice");
+            continue;
+        }
+        keys.insert(
+            hash,
+            Arc::new(ApiKey {
+                id,
+                hash,
+                models: k.models,
+                enabled: k.enabled,
+            }),
+        );
+    }
+
+    if !errs.0.is_empty() {
+        return Err(errs.0);
+    }
+    let Some(headers) = headers else {
+        return Err(errs.0);
+    };
+    Ok(Config {
+        version,
+        hash: hex::encode(Sha256::digest(text.as_bytes())),
+        loaded_at_unix: std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0),
+        source_path: source_path.to_string(),
+        gateway: GatewaySettings {
+            listen: gateway.listen,
+            h2c: gateway.h2c,
+            max_body_bytes: gateway.max_body_bytes,
+            default_max_latency: Duration::from_millis(gateway.default_max_latency_ms),
+        },
+        admin: AdminSettings {
+            listen: admin.listen,
+            token_sha256: admin_token,
+        },
+        logging: LoggingSettings {
+            access_log: logging.access_log,
+            level: logging.level,
+        },
+        server,
+        providers,
+        endpoints,
+        endpoint_order,
+        models,
+        model_order,
+        keys,
+        headers,
+    })
+}
+
+fn compile_provider(
+    name: &str,
+    p: &ProviderSection,
+    path: &str,
+    errs: &mut Errors,
+) -> Option<Provider> {
+    let kind = match ProviderKind::parse(&p.kind) {
+        Some(k) => k,
+        None => {
+            errs.push(
+                format!("{path}.kind"),
+                format!("unknown provider kind `{}`; known: {}", p.kind, ProviderKind::NAMES),
+            );
+            return None;
+        }
+    };
+    let uri: http::Uri = match p.base_url.parse() {
+        Ok(u) => u,
+        Err(e) => {
+            errs.push(format!("{path}.base_url"), format!("not a URL: {e}"));
+            return None;
+        }
+    };
+    let tls = match uri.scheme_str() {
+        Some("https") => true,
+        Some("http") => false,
+        _ => {
+            errs.push(format!("{path}.base_url"), "must start with http:// or https://");
+            return None;
+        }
+    };
+    let Some(host) = uri.host() else {
+        errs.push(format!("{path}.base_url"), "has no host");
+        return None;
+    };
+    let host = host.trim_start_matches('[').trim_end_matches(']').to_string();
+    let port = uri.port_u16().unwrap_or(if tls { 443 } else { 80 });
+    let authority = match uri.port_u16() {
+        Some(p) => format!("{}:{p}", uri.host().unwrap_or_default()),
+        None => uri.host().unwrap_or_default().to_string(),
+    };
+    let base_path = uri.path().trim_end_matches('/').to_string();
+    if uri.query().is_some() {
+        errs.push(format!("{path}.base_url"), "must not carry a query string");
+    }
+    let ca = match &p.ca_file {
+        None => None,
+        Some(file) => match load_ca(file) {
+            Ok(ca) => Some(ca),
+            Err(e) => {
+                errs.push(format!("{path}.ca_file"), e);
+                None
+            }
+        },
+    };
+    if p.ca_file.is_some() && !tls {
+        errs.push(format!("{path}.ca_file"), "only applies to https:// base URLs");
+    }
+    for (field, v) in [
+        ("connect_timeout_ms", p.connect_timeout_ms),
+        ("first_byte_timeout_ms", p.first_byte_timeout_ms),
+        ("read_timeout_ms", p.read_timeout_ms),
+    ] {
+        if !(10..=3_600_000).contains(&v) {
+            errs.push(format!("{path}.{field}"), "must be within 10..3600000");
+        }
+    }
+    let mut extra_headers = Vec::new();
+    for (k, v) in &p.headers {
+        match (
+            http::HeaderName::from_bytes(k.as_bytes()),
+            http::HeaderValue::from_str(v),
+        ) {
+            (Ok(n), Ok(v)) => extra_headers.push((n, v)),
+            _ => errs.push(format!("{path}.headers.{k}"), "not a valid header name or value"),
+        }
+    }
+    if let Some(key) = &p.api_key
+        && http::HeaderValue::from_str(key).is_err()
+    {
+        errs.push(format!("{path}.api_key"), "holds characters not allowed in a header");
+    }
+    Some(Provider {
+        name: name.to_string(),
+        kind,
+        tls,
+        host,
+        port,
+        authority,
+        base_path,
+        api_key: p.api_key.clone().filter(|k| !k.is_empty()),
+        ca,
+        http2: p.http2,
+        connect_timeout: Duration::from_millis(p.connect_timeout_ms),
+        first_byte_timeout: Duration::from_millis(p.first_byte_timeout_ms),
+        read_timeout: Duration::from_millis(p.read_timeout_ms),
+        extra_headers,
+    })
+}
+
+fn load_ca(file: &str) -> Result<Arc<pingora::protocols::tls::CaType>, String> {
+    use pingora::utils::tls::{WrappedX509, parse_x509};
+    let pem = std::fs::read_to_string(file).map_err(|e| format!("cannot read {file}: {e}"))?;
+    let mut certs = Vec::new();
+    for block in pem.split("-----BEGIN CERTIFICATE-----").skip(1) {
+        let body = block
+            .split("-----END CERTIFICATE-----")
+            .next()
+            .unwrap_or_default();
+        let der = base64_decode(body).ok_or_else(|| format!("{file}: bad base64 in a certificate"))?;
+        // `parse_x509` panics on bad DER, so check it first.
+        if x509_parses(&der) {
+            certs.push(WrappedX509::new(der, parse_x509));
+        } else {
+            return Err(format!("{file}: a certificate does not parse as X.509"));
+        }
+    }
+    if certs.is_empty() {
+        return Err(format!("{file}: no PEM certificate found"));
+    }
+    Ok(Arc::from(certs.into_boxed_slice()))
+}
+
+fn x509_parses(der: &[u8]) -> bool {
+    // A DER certificate is a SEQUENCE (0x30); Pingora's parser panics on garbage, so require the
+    // outer framing to be consistent with the buffer before handing it over.
+    if der.len() < 4 || der[0] != 0x30 {
+        return false;
+    }
+    let (len, hdr) = match der[1] {
+        n if n < 0x80 => (n as usize, 2),
+        0x81 => (der[2] as usize, 3),
+        0x82 => (((der[2] as usize) << 8) | der[3] as usize, 4),
+        0x83 if der.len() > 4 => {
+            (((der[2] as usize) << 16) | ((der[3] as usize) << 8) | der[4] as usize, 5)
+        }
+        _ => return false,
+    };
+    hdr + len == der.len()
+}
+
+fn base64_decode(s: &str) -> Option<Vec<u8>> {
+    let mut out = Vec::with_capacity(s.len() * 3 / 4);
+    let mut acc = 0u32;
+    let mut bits = 0;
+    for c in s.bytes() {
+        let v = match c {
+            b'A'..=b'Z' => c - b'A',
+            b'a'..=b'z' => c - b'a' + 26,
+            b'0'..=b'9' => c - b'0' + 52,
+            b'+' => 62,
+            b'/' => 63,
+            b'=' | b'\r' | b'\n' | b' ' | b'\t' => continue,
+            _ => return None,
+        };
+        acc = (acc << 6) | v as u32;
+        bits += 6;
+        if bits >= 8 {
+            bits -= 8;
+            out.push((acc >> bits) as u8);
+        }
+    }
+    Some(out)
+}
+
+fn parse_sha256(s: &str, path: &str, errs: &mut Errors) -> Option<[u8; 32]> {
+    let mut out = [0u8; 32];
+    match hex::decode_to_slice(s.trim(), &mut out) {
+        Ok(()) => Some(out),
+        Err(_) => {
+            errs.push(path, "must be 64 hex characters (use `signalbox hash-key`)");
+            None
+        }
+    }
+}
+
+/// Deserializes one section, reporting its errors under `path`.
+fn section<T: DeserializeOwned>(value: yaml_serde::Value, path: &str, errs: &mut Errors) -> Option<T> {
+    match serde_path_to_error::deserialize::<_, T>(value) {
+        Ok(v) => Some(v),
+        Err(e) => {
+            let inner = e.path().to_string();
+            let full = match (path.is_empty(), inner.as_str()) {
+                (true, ".") => String::new(),
+                (true, _) => inner,
+                (false, ".") => path.to_string(),
+                (false, _) => format!("{path}.{inner}"),
+            };
+            errs.push(full, e.into_inner().to_string());
+            None
+        }
+    }
+}
+
+fn optional_section<T: DeserializeOwned + Default>(
+    value: Option<yaml_serde::Value>,
+    path: &str,
+    errs: &mut Errors,
+) -> T {
+    match value {
+        None | Some(yaml_serde::Value::Null) => T::default(),
+        Some(v) => section(v, path, errs).unwrap_or_default(),
+    }
+}
+
+/// Pingora's `ServerConf` ignores unknown keys; we do not, so a typo like `grace_period_secs`
+/// is reported instead of silently leaving a 300 s shutdown sleep in place.
+fn server_conf(
+    value: Option<yaml_serde::Value>,
+    errs: &mut Errors,
+) -> pingora::server::configuration::ServerConf {
+    use pingora::server::configuration::ServerConf;
+    let mut conf = ServerConf::default();
+    // Pingora's own defaults wait 300 s on SIGTERM; ours are bounded and documented.
+    conf.grace_period_seconds = Some(30);
+    conf.graceful_shutdown_timeout_seconds = Some(10);
+    let Some(value) = value.filter(|v| !v.is_null()) else {
+        return conf;
+    };
+    let known: Vec<String> = match serde_json::to_value(ServerConf::default()) {
+        Ok(serde_json::Value::Object(m)) => m.keys().cloned().collect(),
+        _ => Vec::new(),
+    };
+    let Some(map) = value.as_mapping() else {
+        errs.push("server", "must be a mapping");
+        return conf;
+    };
+    let mut merged = match serde_json::to_value(&conf) {
+        Ok(serde_json::Value::Object(m)) => m,
+        _ => Default::default(),
+    };
+    for (k, v) in map {
+        let Some(k) = k.as_str() else {
+            errs.push("server", "keys must be strings");
+            continue;
+        };
+        if !known.iter().any(|n| n == k) {
+            errs.push(format!("server.{k}"), "unknown Pingora server setting");
+            continue;
+        }
+        match serde_json::to_value(v) {
+            Ok(j) => {
+                merged.insert(k.to_string(), j);
+            }
+            Err(e) => errs.push(format!("server.{k}"), e.to_string()),
+        }
+    }
+    match serde_path_to_error::deserialize::<_, ServerConf>(serde_json::Value::Object(merged)) {
+        Ok(c) => c,
+        Err(e) => {
+            errs.push(format!("server.{}", e.path()), e.into_inner().to_string());
+            conf
+        }
+    }
+}
+
+/// Replaces `${VAR}` (and `${VAR:-default}`) in every string scalar; `$${` writes a literal `${`.
+/// Interpolating after parsing keeps a secret that contains YAML syntax from changing the file's
+/// structure.
+fn interpolate(
+    v: &mut yaml_serde::Value,
+    path: String,
+    env: &dyn Fn(&str) -> Option<String>,
+    errs: &mut Errors,
+) {
+    match v {
+        yaml_serde::Value::String(s) if s.contains('$') => match expand(s, env) {
+            Ok(new) => *s = new,
+            Err(msg) => errs.push(path, msg),
+        },
+        yaml_serde::Value::Mapping(m) => {
+            for (k, child) in m.iter_mut() {
+                let key = k.as_str().map(str::to_owned).unwrap_or_else(|| format!("{k:?}"));
+                let p = if path.is_empty() { key } else { format!("{path}.{key}") };
+                interpolate(child, p, env, errs);
+            }
+        }
+        yaml_serde::Value::Sequence(seq) => {
+            for (i, child) in seq.iter_mut().enumerate() {
+                interpolate(child, format!("{path}[{i}]"), env, errs);
+            }
+        }
+        yaml_serde::Value::Tagged(t) => interpolate(&mut t.value, path, env, errs),
+        _ => {}
+    }
+}
+
+fn expand(s: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<String, String> {
+    let mut out = String::with_capacity(s.len());
+    let mut rest = s;
+    while let Some(i) = rest.find('$') {
+        out.push_str(&rest[..i]);
+        let after = &rest[i + 1..];
+        if let Some(tail) = after.strip_prefix("${") {
+            out.push_str("${");
+            rest = tail;
+        } else if let Some(tail) = after.strip_prefix('{') {
+            let end = tail
+                .find('}')
+                .ok_or_else(|| "unterminated `${` (write `$${` for a literal)".to_string())?;
+            let expr = &tail[..end];
+            let (name, default) = match expr.split_once(":-") {
+                Some((n, d)) => (n, Some(d)),
+                None => (expr, None),
+            };
+            if name.is_empty() || !name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
+                return Err(format!("`${{{expr}}}` is not a valid variable reference"));
+            }
+            match (env(name), default) {
+                (Some(v), _) => out.push_str(&v),
+                (None, Some(d)) => out.push_str(d),
+                (None, None) => {
+                    return Err(format!("environment variable `{name}` is not set"));
+                }
+            }
+            rest = &tail[end + 1..];
+        } else {
+            out.push('$');
+            rest = after;
+        }
+    }
+    out.push_str(rest);
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(name: &str) -> Option<String> {
+        match name {
+            "EMU_KEY" => Some("sk-emu: # not yaml".to_string()),
+            _ => None,
+        }
+    }
+
+    const GOOD: &str = r#"
+server:
+  threads: 2
+  grace_period_seconds: 1
+gateway:
+  listen: ["127.0.0.1:8080"]
+providers:
+  emu:
+    kind: openai
+    base_url: http://127.0.0.1:9101/v1
+    api_key: ${EMU_KEY}
+    models:
+      gpt-4o-mini:
+        price: {input: 0.15, output: 0.6}
+models:
+  small:
+    deployments: [emu/gpt-4o-mini]
+keys:
+  app:
+    sha256: "2c26b46b68ffc68ff99b453c1d30413413422d706483bfa0f98a5e886266e7ae"
+"#;
+
+    #[test]
+    fn good_config_compiles() {
+        let c = load_str(GOOD, "t.yaml", 1, &env).unwrap();
+        let e = &c.endpoints["emu/gpt-4o-mini"];
+        assert_eq!(e.provider.api_key.as_deref(), Some("sk-emu: # not yaml"));
+        assert_eq!(e.provider.base_path, "/v1");
+        assert_eq!(e.provider.authority, "127.0.0.1:9101");
+        assert!((e.price.input - 0.15e-6).abs() < 1e-15);
+        assert_eq!(c.server.threads, 2);
+        assert_eq!(c.server.grace_period_seconds, Some(1));
+        assert_eq!(c.models["small"].deployments.len(), 1);
+    }
+
+    #[test]
+    fn every_error_at_once_with_paths() {
+        let bad = r#"
+server:
+  grace_period_secs: 1
+gateway:
+  listen: ["nope"]
+  max_body: 3
+providers:
+  emu:
+    kind: telepathy
+    base_url: http://127.0.0.1:9101/v1
+  other:
+    kind: openai
+    base_url: ftp://x
+    api_key: ${MISSING_VAR}
+models:
+  small:
+    deployments: [emu/none]
+keys:
+  app:
+    sha256: "xyz"
+"#;
+        let errs = load_str(bad, "t.yaml", 1, &env).unwrap_err();
+        let text: Vec<String> = errs.iter().map(|e| e.to_string()).collect();
+        let has = |p: &str| text.iter().any(|t| t.starts_with(p));
+        assert!(has("server.grace_period_secs: unknown"), "{text:?}");
+        assert!(has("gateway: unknown field `max_body`") || has("gateway.max_body"), "{text:?}");
+        assert!(has("providers.emu.kind: unknown provider kind"), "{text:?}");
+        assert!(has("providers.other.base_url: must start"), "{text:?}");
+        assert!(has("providers.other.api_key: environment variable `MISSING_VAR`"), "{text:?}");
+        assert!(has("models.small.deployments[0]: `emu/none`"), "{text:?}");
+        assert!(has("keys.app.sha256: must be 64 hex"), "{text:?}");
+    }
+
+    #[test]
+    fn unknown_nested_field_names_its_path() {
+        let bad = GOOD.replace("price: {input: 0.15, output: 0.6}", "price: {inptu: 0.15}");
+        let errs = load_str(&bad, "t.yaml", 1, &env).unwrap_err();
+        assert!(
+            errs[0].to_string().starts_with("providers.emu.models.gpt-4o-mini.price"),
+            "{errs:?}"
+        );
+    }
+
+    #[test]
+    fn expand_rules() {
+        assert_eq!(expand("a${EMU_KEY}b", &env).unwrap(), "ask-emu: # not yamlb");
+        assert_eq!(expand("$${X}", &env).unwrap(), "${X}");
+        assert_eq!(expand("${NOPE:-dflt}", &env).unwrap(), "dflt");
+        assert_eq!(expand("cost $5", &env).unwrap(), "cost $5");
+        assert!(expand("${NOPE}", &env).is_err());
+        assert!(expand("${bad-name}", &env).is_err());
+    }
+
+    #[test]
+    fn test_ca_loads() {
+        let ca = load_ca(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/test-ca.pem")).unwrap();
+        assert_eq!(ca.len(), 1);
+        assert!(load_ca("/nonexistent.pem").is_err());
+    }
+}

@@ -1,0 +1,126 @@
+//! Per-request state (Pingora's CTX): one config snapshot for the whole request, who is calling,
+//! the plan, what each attempt did, and the numbers the logging phase reports.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use pingora::http::ResponseHeader;
+
+use crate::accounting::cost::{Cost, fmt_usd};
+use crate::config::Config;
+use crate::config::runtime::{ApiKey, Endpoint};
+use crate::engine::FallbackReason;
+use crate::error::GatewayError;
+use crate::llm::Usage;
+
+#[derive(Debug)]
+pub struct Attempt {
+    pub endpoint: Arc<Endpoint>,
+    /// `None` = this attempt served the response.
+    pub failure: Option<FallbackReason>,
+}
+
+pub struct RequestCtx {
+    pub start: Instant,
+    pub request_id: String,
+    pub cfg: Option<Arc<Config>>,
+    pub key: Option<Arc<ApiKey>>,
+    pub is_chat: bool,
+    pub stream: bool,
+    pub logical_model: Option<String>,
+    pub router_version: &'static str,
+    pub chain: Vec<Arc<Endpoint>>,
+    pub attempts: Vec<Attempt>,
+    pub served: Option<Arc<Endpoint>>,
+    pub usage: Option<Usage>,
+    pub cost: Option<Cost>,
+    /// Time to the first content byte of the served attempt.
+    pub ttft: Option<Duration>,
+    /// Time spent waiting on upstreams, summed over attempts.
+    pub upstream_time: Duration,
+    pub error: Option<GatewayError>,
+    pub status: u16,
+}
+
+impl RequestCtx {
+    pub fn new(request_id: String) -> Self {
+        RequestCtx {
+            start: Instant::now(),
+            request_id,
+            cfg: None,
+            key: None,
+            is_chat: false,
+            stream: false,
+            logical_model: None,
+            router_version: "v1",
+            chain: Vec::new(),
+            attempts: Vec::new(),
+            served: None,
+            usage: None,
+            cost: None,
+            ttft: None,
+            upstream_time: Duration::ZERO,
+            error: None,
+            status: 0,
+        }
+    }
+
+    /// Time spent in the gateway itself so far (upstream waits excluded).
+    pub fn overhead(&self) -> Duration {
+        self.start.elapsed().saturating_sub(self.upstream_time)
+    }
+
+    pub fn last_failure(&self) -> Option<FallbackReason> {
+        self.attempts.iter().rev().find_map(|a| a.failure)
+    }
+
+    pub fn attempts_header(&self) -> String {
+        let mut s = String::with_capacity(self.attempts.len() * 40);
+        for (i, a) in self.attempts.iter().enumerate() {
+            if i > 0 {
+                s.push(',');
+            }
+            s.push_str(&a.endpoint.id);
+            s.push(':');
+            s.push_str(a.failure.map_or("ok", FallbackReason::as_str));
+        }
+        s
+    }
+
+    /// The Signalbox headers known at this point, on any response (errors included).
+    pub fn apply_headers(&self, h: &mut ResponseHeader) {
+        let Some(cfg) = &self.cfg else {
+            let _ = h.insert_header("x-signalbox-request-id", self.request_id.as_str());
+            return;
+        };
+        let n = &cfg.headers;
+        let _ = h.insert_header(n.request_id.clone(), self.request_id.as_str());
+        if !self.is_chat {
+            return;
+        }
+        if let Some(m) = &self.logical_model {
+            let _ = h.insert_header(n.logical_model.clone(), m.as_str());
+            let _ = h.insert_header(n.router_version.clone(), self.router_version);
+        }
+        if !self.chain.is_empty() {
+            let chain: Vec<&str> = self.chain.iter().map(|e| e.id.as_str()).collect();
+            let _ = h.insert_header(n.fallback_chain.clone(), chain.join(","));
+        }
+        if !self.attempts.is_empty() {
+            let _ = h.insert_header(n.attempts.clone(), self.attempts_header());
+        }
+        if let Some(r) = self.last_failure() {
+            let _ = h.insert_header(n.fallback_reason.clone(), r.as_str());
+        }
+        if let Some(ep) = &self.served {
+            let _ = h.insert_header(n.endpoint.clone(), ep.id.as_str());
+        }
+        let overhead_ms = self.overhead().as_secs_f64() * 1000.0;
+        let _ = h.insert_header(n.overhead_ms.clone(), format!("{overhead_ms:.3}"));
+        if let Some(c) = &self.cost {
+            let _ = h.insert_header(n.cost.clone(), fmt_usd(c.total()));
+            let _ = h.insert_header(n.input_cost.clone(), fmt_usd(c.input));
+            let _ = h.insert_header(n.output_cost.clone(), fmt_usd(c.output));
+        }
+    }
+}

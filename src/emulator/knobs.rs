@@ -1,0 +1,268 @@
+//! Per-request behaviour knobs, carried in the request's `model` string as a query suffix
+//! (`gpt-4o-mini?status=429&retry_after=2`).
+//!
+//! The model string is the one field every gateway forwards untouched to every wire format, so
+//! tests can steer the emulator through a gateway without any side channel.
+
+use std::fmt;
+
+/// Upper bounds keep a typo (`tokens=10000000000`) from turning the emulator into a memory or
+/// time sink for the test that made it.
+pub const MAX_TOKENS: u64 = 100_000;
+pub const MAX_DELAY_MS: u64 = 600_000;
+pub const MAX_BODY_PAD: u64 = 64 * 1024 * 1024;
+pub const MAX_TPS: f64 = 1_000_000.0;
+
+/// Process-wide defaults (from the command line) that knobs override.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Defaults {
+    pub latency_ms: u64,
+    pub ttft_ms: u64,
+    pub tps: f64,
+    pub tokens: u64,
+}
+
+impl Default for Defaults {
+    fn default() -> Self {
+        Defaults {
+            latency_ms: 0,
+            ttft_ms: 0,
+            tps: 0.0,
+            tokens: 16,
+        }
+    }
+}
+
+/// Where a streamed error event goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorEvent {
+    /// Right after the 200 header, before any chunk.
+    Before,
+    /// After this many content chunks.
+    After(u64),
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Knobs {
+    /// Explicit `status=`; `None` means "200 unless `fail_first` says otherwise".
+    pub status: Option<u16>,
+    pub retry_after: Option<u64>,
+    pub fail_first: Option<u64>,
+    pub latency_ms: u64,
+    pub ttft_ms: u64,
+    pub tps: f64,
+    pub tokens: u64,
+    pub stall_after: Option<u64>,
+    pub drop_after: Option<u64>,
+    pub error_event: Option<ErrorEvent>,
+    pub body_bytes: Option<u64>,
+}
+
+impl Knobs {
+    pub fn from_defaults(d: &Defaults) -> Self {
+        Knobs {
+            status: None,
+            retry_after: None,
+            fail_first: None,
+            latency_ms: d.latency_ms,
+            ttft_ms: d.ttft_ms,
+            tps: d.tps,
+            tokens: d.tokens,
+            stall_after: None,
+            drop_after: None,
+            error_event: None,
+            body_bytes: None,
+        }
+    }
+
+    /// The status an erroring request answers with: the explicit one, else 503 for `fail_first`.
+    pub fn failure_status(&self) -> u16 {
+        self.status.unwrap_or(503)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KnobError {
+    pub knob: String,
+    pub message: String,
+}
+
+impl fmt::Display for KnobError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "invalid emulator knob `{}`: {}", self.knob, self.message)
+    }
+}
+
+/// Split `base?knobs` at the first `?`.
+pub fn split_model(model: &str) -> (&str, Option<&str>) {
+    match model.split_once('?') {
+        Some((base, query)) => (base, Some(query)),
+        None => (model, None),
+    }
+}
+
+/// Parse the knob query (the part after `?`) over the process defaults.
+/// Unknown knobs are errors too: a misspelt knob silently ignored makes a test pass for the
+/// wrong reason.
+pub fn parse_knobs(query: Option<&str>, defaults: &Defaults) -> Result<Knobs, KnobError> {
+    let mut k = Knobs::from_defaults(defaults);
+    let Some(query) = query else {
+        return Ok(k);
+    };
+    for pair in query.split('&').filter(|p| !p.is_empty()) {
+        let (name, value) = pair.split_once('=').ok_or_else(|| KnobError {
+            knob: pair.to_string(),
+            message: "expected `name=value`".to_string(),
+        })?;
+        match name {
+            "status" => {
+                let s = int(name, value, 999)?;
+                if s != 200 && !(400..=599).contains(&s) {
+                    return Err(err(name, value, "expected 200 or 400-599"));
+                }
+                // Range-checked just above, so the narrowing cannot truncate.
+                k.status = Some(s as u16);
+            }
+            "retry_after" => k.retry_after = Some(int(name, value, 86_400)?),
+            "fail_first" => k.fail_first = Some(int(name, value, u64::MAX)?),
+            "latency_ms" => k.latency_ms = int(name, value, MAX_DELAY_MS)?,
+            "ttft_ms" => k.ttft_ms = int(name, value, MAX_DELAY_MS)?,
+            "tps" => k.tps = rate(name, value)?,
+            "tokens" => k.tokens = int(name, value, MAX_TOKENS)?,
+            "stall_after" => k.stall_after = Some(int(name, value, MAX_TOKENS)?),
+            "drop_after" => k.drop_after = Some(int(name, value, MAX_TOKENS)?),
+            "error_event" => {
+                k.error_event =
+                    Some(if value == "before" {
+                        ErrorEvent::Before
+                    } else {
+                        ErrorEvent::After(int(name, value, MAX_TOKENS).map_err(|_| {
+                            err(name, value, "expected `before` or a number of chunks")
+                        })?)
+                    })
+            }
+            "body_bytes" => k.body_bytes = Some(int(name, value, MAX_BODY_PAD)?),
+            _ => {
+                return Err(KnobError {
+                    knob: name.to_string(),
+                    message: "unknown knob".to_string(),
+                });
+            }
+        }
+    }
+    Ok(k)
+}
+
+fn err(name: &str, value: &str, expected: &str) -> KnobError {
+    KnobError {
+        knob: name.to_string(),
+        message: format!("{expected}, got `{value}`"),
+    }
+}
+
+fn int(name: &str, value: &str, max: u64) -> Result<u64, KnobError> {
+    match value.parse::<u64>() {
+        Ok(v) if v <= max => Ok(v),
+        Ok(_) => Err(err(name, value, &format!("expected at most {max}"))),
+        Err(_) => Err(err(name, value, "expected a non-negative integer")),
+    }
+}
+
+/// A tokens-per-second rate the pacing loop can honour; shared with the command-line default.
+pub fn valid_rate(v: f64) -> bool {
+    v.is_finite() && (0.0..=MAX_TPS).contains(&v)
+}
+
+fn rate(name: &str, value: &str) -> Result<f64, KnobError> {
+    match value.parse::<f64>() {
+        Ok(v) if valid_rate(v) => Ok(v),
+        _ => Err(err(name, value, "expected a number between 0 and 1000000")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(model: &str) -> Result<(String, Knobs), KnobError> {
+        let (base, q) = split_model(model);
+        parse_knobs(q, &Defaults::default()).map(|k| (base.to_string(), k))
+    }
+
+    #[test]
+    fn plain_model_uses_defaults() {
+        let (base, k) = parse("gpt-4o-mini").unwrap();
+        assert_eq!(base, "gpt-4o-mini");
+        assert_eq!(k, Knobs::from_defaults(&Defaults::default()));
+        assert_eq!(k.tokens, 16);
+    }
+
+    #[test]
+    fn parses_every_knob() {
+        let (base, k) = parse(
+            "m?status=429&retry_after=2&fail_first=3&latency_ms=5&ttft_ms=6&tps=7.5&tokens=8\
+             &stall_after=1&drop_after=2&error_event=4&body_bytes=1000",
+        )
+        .unwrap();
+        assert_eq!(base, "m");
+        assert_eq!(k.status, Some(429));
+        assert_eq!(k.retry_after, Some(2));
+        assert_eq!(k.fail_first, Some(3));
+        assert_eq!((k.latency_ms, k.ttft_ms, k.tokens), (5, 6, 8));
+        assert_eq!(k.tps, 7.5);
+        assert_eq!(k.stall_after, Some(1));
+        assert_eq!(k.drop_after, Some(2));
+        assert_eq!(k.error_event, Some(ErrorEvent::After(4)));
+        assert_eq!(k.body_bytes, Some(1000));
+    }
+
+    #[test]
+    fn error_event_before_and_fail_first_default_status() {
+        let (_, k) = parse("m?error_event=before&fail_first=1").unwrap();
+        assert_eq!(k.error_event, Some(ErrorEvent::Before));
+        assert_eq!(k.failure_status(), 503);
+    }
+
+    #[test]
+    fn empty_segments_are_ignored() {
+        let (base, k) = parse("m?&tokens=2&").unwrap();
+        assert_eq!(base, "m");
+        assert_eq!(k.tokens, 2);
+        let (base, _) = parse("m?").unwrap();
+        assert_eq!(base, "m");
+    }
+
+    #[test]
+    fn bad_values_name_the_knob() {
+        for (model, knob) in [
+            ("m?tps=fast", "tps"),
+            ("m?tps=-1", "tps"),
+            ("m?tps=NaN", "tps"),
+            ("m?status=abc", "status"),
+            ("m?status=302", "status"),
+            ("m?status=99999", "status"),
+            ("m?tokens=-3", "tokens"),
+            ("m?tokens=100000000", "tokens"),
+            ("m?error_event=after", "error_event"),
+            ("m?latency_ms=", "latency_ms"),
+            ("m?colour=blue", "colour"),
+            ("m?tokens", "tokens"),
+        ] {
+            let e = parse(model).unwrap_err();
+            assert_eq!(e.knob, knob, "{model}");
+            assert!(e.to_string().contains(knob), "{model}: {e}");
+        }
+    }
+
+    #[test]
+    fn defaults_flow_through() {
+        let d = Defaults {
+            latency_ms: 1,
+            ttft_ms: 2,
+            tps: 3.0,
+            tokens: 4,
+        };
+        let k = parse_knobs(Some("tokens=9"), &d).unwrap();
+        assert_eq!((k.latency_ms, k.ttft_ms, k.tps, k.tokens), (1, 2, 3.0, 9));
+    }
+}

@@ -1,0 +1,184 @@
+//! Counters behind `GET /_emulator/stats`, for tests to check what the gateway actually did.
+//!
+//! Hot counters are atomics; everything keyed or "last seen" sits behind one std Mutex that is
+//! only held for a few field assignments and never across an await.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+
+use bytes::Bytes;
+use serde_json::{Value, json};
+
+#[derive(Default)]
+pub struct Stats {
+    requests: AtomicU64,
+    disconnects: AtomicU64,
+    completed: AtomicU64,
+    last_body_bytes: AtomicU64,
+    max_body_bytes: AtomicU64,
+    inner: Mutex<Inner>,
+}
+
+#[derive(Default)]
+struct Inner {
+    by_model: BTreeMap<String, u64>,
+    last_http2: Option<bool>,
+    last_authorization_ok: Option<bool>,
+    last_stream_include_usage: Option<bool>,
+    /// Raw bytes, parsed only when stats are read: cheaper than cloning a `Value` per request.
+    last_request: Option<Bytes>,
+    /// Requests seen per exact model string, for `fail_first`.
+    fail_counts: HashMap<String, u64>,
+}
+
+impl Stats {
+    fn inner(&self) -> std::sync::MutexGuard<'_, Inner> {
+        // A poisoned lock only means another request panicked mid-update of plain counters;
+        // the data is still usable, and the emulator must keep serving.
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Every chat request, before it is validated.
+    pub fn record_request(&self, body: &Bytes, http2: bool, authorization_ok: bool) {
+        let len = body.len() as u64;
+        self.requests.fetch_add(1, Relaxed);
+        self.last_body_bytes.store(len, Relaxed);
+        self.max_body_bytes.fetch_max(len, Relaxed);
+        let mut inner = self.inner();
+        inner.last_http2 = Some(http2);
+        inner.last_authorization_ok = Some(authorization_ok);
+        inner.last_stream_include_usage = None;
+        inner.last_request = Some(body.clone());
+    }
+
+    /// A chat request that parsed far enough to know its model.
+    pub fn record_chat(&self, base_model: &str, include_usage: Option<bool>) {
+        let mut inner = self.inner();
+        inner.last_stream_include_usage = include_usage;
+        match inner.by_model.get_mut(base_model) {
+            Some(n) => *n += 1,
+            None => {
+                inner.by_model.insert(base_model.to_string(), 1);
+            }
+        }
+    }
+
+    /// Count one request for `model` and say whether it is among the first `n`.
+    pub fn fail_slot(&self, model: &str, n: u64) -> bool {
+        let mut inner = self.inner();
+        let seen = match inner.fail_counts.get_mut(model) {
+            Some(c) => {
+                *c = c.saturating_add(1);
+                *c
+            }
+            None => {
+                inner.fail_counts.insert(model.to_string(), 1);
+                1
+            }
+        };
+        seen <= n
+    }
+
+    pub fn disconnected(&self) {
+        self.disconnects.fetch_add(1, Relaxed);
+    }
+
+    pub fn completed(&self) {
+        self.completed.fetch_add(1, Relaxed);
+    }
+
+    /// Zeroes everything, `fail_first` counters included, so a test that resets starts from a
+    /// known state.
+    pub fn reset(&self) {
+        for a in [
+            &self.requests,
+            &self.disconnects,
+            &self.completed,
+            &self.last_body_bytes,
+            &self.max_body_bytes,
+        ] {
+            a.store(0, Relaxed);
+        }
+        *self.inner() = Inner::default();
+    }
+
+    pub fn snapshot(&self, name: &str) -> Value {
+        let (by_model, http2, auth, usage, last) = {
+            let inner = self.inner();
+            (
+                inner.by_model.clone(),
+                inner.last_http2,
+                inner.last_authorization_ok,
+                inner.last_stream_include_usage,
+                inner.last_request.clone(),
+            )
+        };
+        let last_request = last
+            .and_then(|b| serde_json::from_slice::<Value>(&b).ok())
+            .unwrap_or(Value::Null);
+        json!({
+            "name": name,
+            "requests": self.requests.load(Relaxed),
+            "by_model": by_model,
+            "last_body_bytes": self.last_body_bytes.load(Relaxed),
+            "max_body_bytes": self.max_body_bytes.load(Relaxed),
+            "last_http_version": http2.map(|h2| if h2 { "2" } else { "1.1" }),
+            "last_authorization_ok": auth,
+            "last_stream_include_usage": usage,
+            "last_request": last_request,
+            "disconnects": self.disconnects.load(Relaxed),
+            "completed": self.completed.load(Relaxed),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn records_and_resets() {
+        let s = Stats::default();
+        let v = s.snapshot("e");
+        assert_eq!(v["requests"], 0);
+        assert_eq!(v["last_http_version"], Value::Null);
+        assert_eq!(v["last_request"], Value::Null);
+
+        s.record_request(&Bytes::from_static(br#"{"model":"m"}"#), true, false);
+        s.record_chat("m", Some(true));
+        s.record_request(&Bytes::from_static(b"{}"), false, true);
+        s.record_chat("m", None);
+        s.completed();
+        s.disconnected();
+        let v = s.snapshot("e");
+        assert_eq!(v["requests"], 2);
+        assert_eq!(v["by_model"]["m"], 2);
+        assert_eq!(v["last_body_bytes"], 2);
+        assert_eq!(v["max_body_bytes"], 13);
+        assert_eq!(v["last_http_version"], "1.1");
+        assert_eq!(v["last_authorization_ok"], true);
+        assert_eq!(v["last_stream_include_usage"], Value::Null);
+        assert_eq!(v["last_request"], json!({}));
+        assert_eq!(
+            (v["completed"].as_u64(), v["disconnects"].as_u64()),
+            (Some(1), Some(1))
+        );
+
+        assert!(s.fail_slot("m?fail_first=2", 2));
+        assert!(s.fail_slot("m?fail_first=2", 2));
+        assert!(!s.fail_slot("m?fail_first=2", 2));
+        s.reset();
+        assert!(s.fail_slot("m?fail_first=2", 2));
+        let v = s.snapshot("e");
+        assert_eq!(v["requests"], 0);
+        assert_eq!(v["by_model"], json!({}));
+    }
+
+    #[test]
+    fn invalid_last_body_shows_null() {
+        let s = Stats::default();
+        s.record_request(&Bytes::from_static(b"{not json"), false, true);
+        assert_eq!(s.snapshot("e")["last_request"], Value::Null);
+    }
+}

@@ -1,0 +1,396 @@
+//! Attempts in chain order: encode for the provider, call, classify the outcome, fall over,
+//! enforce the deadline, then buffer (non-streaming) or stream (SSE) the winner to the client.
+//!
+//! Nothing reaches the client before an attempt is known good: a non-streaming body is read
+//! and decoded whole, and a stream is held until its first content chunk, so 429s, 5xx, timeouts
+//! and in-band error events before content all fall over. After that the response is committed;
+//! a later failure ends the stream with an OpenAI-style error event and a clean end.
+
+use bytes::Bytes;
+use pingora::http::ResponseHeader;
+use pingora::proxy::Session;
+use pingora::protocols::http::client::HttpSession;
+use pingora::upstreams::peer::{HttpPeer, Peer};
+use tokio::time::{Instant, timeout_at};
+
+use super::upstream::{self, StepError};
+use super::{DispatchOptions, Engine, FallbackReason};
+use crate::accounting::cost::cost;
+use crate::config::runtime::Endpoint;
+use crate::ctx::{Attempt, RequestCtx};
+use crate::error::{ErrorKind, GatewayError};
+use crate::llm::ChatRequest;
+use crate::providers;
+use crate::stream::{StreamFault, StreamTranslator};
+use crate::telemetry::metrics;
+
+/// Largest non-streaming upstream body accepted.
+const MAX_RESPONSE_BYTES: usize = 64 * 1024 * 1024;
+
+/// What a successful attempt hands back before anything is written to the client.
+enum Won {
+    Complete {
+        body: Vec<u8>,
+        usage: Option<crate::llm::Usage>,
+    },
+    /// The provider refused the request itself (400/413/422): the answer stands.
+    Rejected { status: u16, message: String },
+    Stream {
+        session: HttpSession,
+        translator: Box<dyn StreamTranslator>,
+        held: Vec<u8>,
+        peer: HttpPeer,
+    },
+}
+
+impl Engine {
+    /// Runs the chain and writes the response. `Err` = nothing was written; the caller answers
+    /// with the error.
+    pub async fn dispatch(
+        &self,
+        session: &mut Session,
+        ctx: &mut RequestCtx,
+        req: &ChatRequest,
+        opts: DispatchOptions,
+    ) -> Result<(), GatewayError> {
+        let deadline = Instant::from_std(ctx.start) + opts.max_latency;
+        let chain = ctx.chain.clone();
+        if chain.is_empty() {
+            return Err(GatewayError::new(
+                ErrorKind::NoAvailableEndpoint,
+                "no endpoint can serve this model",
+            ));
+        }
+        let m = metrics::get();
+        for ep in chain.iter() {
+            if Instant::now() >= deadline {
+                break;
+            }
+            let t0 = Instant::now();
+            let result = self.attempt(ep, req, deadline, opts).await;
+            ctx.upstream_time += t0.elapsed();
+            let provider = ep.provider.name.as_str();
+            match result {
+                Err(e) => {
+                    tracing::info!(
+                        request_id = %ctx.request_id, endpoint = %ep.id,
+                        reason = e.reason.as_str(), detail = %e.detail, "attempt failed"
+                    );
+                    m.attempts.with_label_values(&[&ep.id, provider, e.reason.as_str()]).inc();
+                    m.fallbacks.with_label_values(&[provider, e.reason.as_str()]).inc();
+                    ctx.attempts.push(Attempt {
+                        endpoint: ep.clone(),
+                        failure: Some(e.reason),
+                    });
+                }
+                Ok(won) => {
+                    m.attempts.with_label_values(&[&ep.id, provider, "ok"]).inc();
+                    ctx.attempts.push(Attempt {
+                        endpoint: ep.clone(),
+                        failure: None,
+                    });
+                    ctx.served = Some(ep.clone());
+                    return self.deliver(session, ctx, ep, won, deadline, opts).await;
+                }
+            }
+        }
+        let timed_out = Instant::now() >= deadline
+            || ctx.last_failure() == Some(FallbackReason::MaxLatencyExceeded);
+        if timed_out {
+            return Err(GatewayError::new(
+                ErrorKind::MaxLatencyExceeded,
+                format!(
+                    "the call exceeded its latency budget of {} ms (attempts: {})",
+                    opts.max_latency.as_millis(),
+                    attempts_or_none(ctx)
+                ),
+            ));
+        }
+        Err(GatewayError::new(
+            ErrorKind::UpstreamError,
+            format!("every endpoint failed (attempts: {})", ctx.attempts_header()),
+        ))
+    }
+
+    async fn attempt(
+        &self,
+        ep: &Endpoint,
+        req: &ChatRequest,
+        deadline: Instant,
+        opts: DispatchOptions,
+    ) -> Result<Won, StepError> {
+        let p = &ep.provider;
+        let (header, body) = providers::encode(req, ep)
+            .map_err(|e| StepError::new(FallbackReason::InvalidResponse, e.message))?;
+        let peer = upstream::peer(self, p).await?;
+        let now = Instant::now();
+        let connect_by = deadline.min(now + p.connect_timeout);
+        // The first byte is bounded by the client's TTFT budget when given, else the provider's.
+        let (ttft, ttft_reason) = match opts.max_ttft {
+            Some(t) => (t, FallbackReason::TtftTimeout),
+            None => (p.first_byte_timeout, FallbackReason::Timeout),
+        };
+        let first_by = deadline.min(now + ttft);
+        let on_deadline = |e: StepError| {
+            if Instant::now() >= deadline {
+                StepError::new(FallbackReason::MaxLatencyExceeded, e.detail)
+            } else {
+                e
+            }
+        };
+        let mut s = upstream::exchange(self, &peer, &header, &body, connect_by, first_by, ttft_reason)
+            .await
+            .map_err(on_deadline)?;
+        let status = s.response_header().map(|h| h.status.as_u16()).unwrap_or(0);
+        if let Some(reason) = providers::classify_status(status, ep) {
+            // Dropping the session closes the connection; its body is of no use.
+            return Err(StepError::new(reason, format!("upstream status {status}")));
+        }
+        if !(200..300).contains(&status) {
+            let body = upstream::read_body(&mut s, deadline, p.read_timeout, 64 * 1024)
+                .await
+                .unwrap_or_default();
+            return Ok(Won::Rejected {
+                status,
+                message: upstream_error_message(&body),
+            });
+        }
+        if !req.stream {
+            let raw = upstream::read_body(&mut s, deadline, p.read_timeout, MAX_RESPONSE_BYTES)
+                .await
+                .map_err(on_deadline)?;
+            let decoded = providers::decode(&raw, ep)
+                .map_err(|e| StepError::new(FallbackReason::InvalidResponse, e))?;
+            self.release(s, &peer).await;
+            return Ok(Won::Complete {
+                body: decoded.body,
+                usage: decoded.usage,
+            });
+        }
+        // Streaming: hold everything until the first content chunk, so that an error event or a
+        // broken stream before it can still fall over.
+        let mut translator = providers::stream_translator(ep, req.include_usage);
+        let mut held = Vec::with_capacity(1024);
+        while !translator.content_started() && !translator.done() {
+            let by = first_by.min(Instant::now() + p.read_timeout);
+            match timeout_at(by, s.read_response_body()).await {
+                Err(_) => {
+                    s.shutdown().await;
+                    let reason = if Instant::now() >= deadline {
+                        FallbackReason::MaxLatencyExceeded
+                    } else {
+                        ttft_reason
+                    };
+                    return Err(StepError::new(reason, "no content before the first-token budget"));
+                }
+                Ok(Err(e)) => return Err(StepError::new(FallbackReason::StreamError, e.to_string())),
+                Ok(Ok(Some(chunk))) => translator
+                    .feed(&chunk, &mut held)
+                    .map_err(|f| StepError::new(FallbackReason::StreamError, f.to_string()))?,
+                Ok(Ok(None)) => {
+                    translator
+                        .finish(&mut held)
+                        .map_err(|f| StepError::new(FallbackReason::StreamError, f.to_string()))?;
+                    break;
+                }
+            }
+        }
+        Ok(Won::Stream {
+            session: s,
+            translator,
+            held,
+            peer,
+        })
+    }
+
+    async fn release(&self, s: HttpSession, peer: &HttpPeer) {
+        self.connector
+            .release_http_session(s, peer, peer.idle_timeout())
+            .await;
+    }
+
+    async fn deliver(
+        &self,
+        session: &mut Session,
+        ctx: &mut RequestCtx,
+        ep: &Endpoint,
+        won: Won,
+        deadline: Instant,
+        _opts: DispatchOptions,
+    ) -> Result<(), GatewayError> {
+        match won {
+            Won::Rejected { status, message } => {
+                let kind = if status == 413 {
+                    ErrorKind::RequestTooLarge
+                } else {
+                    ErrorKind::InvalidRequest
+                };
+                Err(GatewayError::new(
+                    kind,
+                    format!("provider `{}` rejected the request: {message}", ep.provider.name),
+                ))
+            }
+            Won::Complete { body, usage } => {
+                ctx.ttft = Some(ctx.start.elapsed());
+                ctx.usage = usage;
+                ctx.cost = usage.map(|u| cost(&u, &ep.price));
+                let mut h = ResponseHeader::build(200, Some(8)).map_err(internal)?;
+                h.insert_header(http::header::CONTENT_TYPE, "application/json")
+                    .map_err(internal)?;
+                h.insert_header(http::header::CONTENT_LENGTH, body.len())
+                    .map_err(internal)?;
+                ctx.apply_headers(&mut h);
+                ctx.status = 200;
+                // A client that went away is not an error of ours; the call is still accounted.
+                if session.write_response_header(Box::new(h), false).await.is_ok() {
+                    let _ = session.write_response_body(Some(Bytes::from(body)), true).await;
+                }
+                Ok(())
+            }
+            Won::Stream {
+                session: mut up,
+                mut translator,
+                held,
+                peer,
+            } => {
+                ctx.ttft = Some(ctx.start.elapsed());
+                let mut h = ResponseHeader::build(200, Some(8)).map_err(internal)?;
+                h.insert_header(http::header::CONTENT_TYPE, "text/event-stream")
+                    .map_err(internal)?;
+                h.insert_header(http::header::CACHE_CONTROL, "no-cache")
+                    .map_err(internal)?;
+                ctx.apply_headers(&mut h);
+                ctx.status = 200;
+                if session.write_response_header(Box::new(h), false).await.is_err()
+                    || session
+                        .write_response_body(Some(Bytes::from(held)), false)
+                        .await
+                        .is_err()
+                {
+                    up.shutdown().await;
+                    return Ok(());
+                }
+                let stream_start = Instant::now();
+                let end = self
+                    .pump(session, &mut up, translator.as_mut(), deadline, ep)
+                    .await;
+                ctx.upstream_time += stream_start.elapsed();
+                ctx.usage = translator.usage();
+                ctx.cost = ctx.usage.map(|u| cost(&u, &ep.price));
+                match end {
+                    PumpEnd::Clean => {
+                        let _ = session.write_response_body(None, true).await;
+                        if up.response_done() {
+                            self.release(up, &peer).await;
+                        }
+                    }
+                    PumpEnd::Failed(e) => {
+                        up.shutdown().await;
+                        ctx.error = Some(e.clone());
+                        let _ = session
+                            .write_response_body(Some(Bytes::from(e.to_sse_event())), true)
+                            .await;
+                    }
+                    PumpEnd::ClientGone => {
+                        // Cancels the provider call: an abandoned generation is not left running.
+                        up.shutdown().await;
+                    }
+                }
+                Ok(())
+            }
+        }
+    }
+
+    /// Copies the committed stream to the client until it ends, fails or the budget runs out.
+    async fn pump(
+        &self,
+        session: &mut Session,
+        up: &mut HttpSession,
+        translator: &mut dyn StreamTranslator,
+        deadline: Instant,
+        ep: &Endpoint,
+    ) -> PumpEnd {
+        let read_timeout = ep.provider.read_timeout;
+        let mut out = Vec::with_capacity(4096);
+        while !translator.done() {
+            let by = deadline.min(Instant::now() + read_timeout);
+            let next = timeout_at(by, up.read_response_body()).await;
+            let ended = matches!(next, Ok(Ok(None)));
+            out.clear();
+            let fault = match next {
+                Err(_) if Instant::now() >= deadline => {
+                    return PumpEnd::Failed(GatewayError::new(
+                        ErrorKind::MaxLatencyExceeded,
+                        "the call exceeded its latency budget mid-stream",
+                    ));
+                }
+                Err(_) => Some(format!(
+                    "the provider sent nothing for {} ms",
+                    read_timeout.as_millis()
+                )),
+                Ok(Err(e)) => Some(format!("the provider connection failed: {e}")),
+                Ok(Ok(Some(chunk))) => translator.feed(&chunk, &mut out).err().map(fault_text),
+                Ok(Ok(None)) => match translator.finish(&mut out) {
+                    Ok(()) => None,
+                    Err(f) => Some(fault_text(f)),
+                },
+            };
+            if !out.is_empty()
+                && session
+                    .write_response_body(Some(Bytes::copy_from_slice(&out)), false)
+                    .await
+                    .is_err()
+            {
+                return PumpEnd::ClientGone;
+            }
+            if let Some(msg) = fault {
+                return PumpEnd::Failed(GatewayError::new(
+                    ErrorKind::UpstreamError,
+                    format!("stream from `{}` broke: {msg}", ep.id),
+                ));
+            }
+            if ended {
+                break;
+            }
+        }
+        PumpEnd::Clean
+    }
+}
+
+enum PumpEnd {
+    Clean,
+    Failed(GatewayError),
+    ClientGone,
+}
+
+fn fault_text(f: StreamFault) -> String {
+    f.to_string()
+}
+
+fn internal(e: pingora::BError) -> GatewayError {
+    GatewayError::new(ErrorKind::Internal, e.to_string())
+}
+
+fn attempts_or_none(ctx: &RequestCtx) -> String {
+    if ctx.attempts.is_empty() {
+        "none".to_string()
+    } else {
+        ctx.attempts_header()
+    }
+}
+
+/// The `error.message` of an upstream error body, bounded, for the client's error message.
+fn upstream_error_message(body: &[u8]) -> String {
+    #[derive(serde::Deserialize)]
+    struct Env {
+        error: Inner,
+    }
+    #[derive(serde::Deserialize)]
+    struct Inner {
+        message: String,
+    }
+    let msg = serde_json::from_slice::<Env>(body)
+        .map(|e| e.error.message)
+        .unwrap_or_else(|_| String::from_utf8_lossy(&body[..body.len().min(200)]).into_owned());
+    msg.chars().take(500).collect()
+}

@@ -1,0 +1,72 @@
+//! The dispatch engine: the upstream leg, driven from `request_filter`.
+//!
+//! Pingora replays a request body on retry only from a 64 KiB buffer, has no wall-clock deadline
+//! across attempts and no hedging, and every attempt here needs a differently encoded body. So
+//! the engine calls providers itself over Pingora's own client (`Connector`: pooled connections,
+//! the same TLS stack, HTTP/2 by ALPN) and writes the winner's response to the client.
+
+pub mod dispatch;
+pub mod dns;
+pub mod upstream;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use pingora::connectors::http::Connector;
+
+/// Why an attempt was abandoned for the next chain member (the contract's typed list).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FallbackReason {
+    RateLimited,
+    ServerError,
+    Overloaded,
+    Timeout,
+    TtftTimeout,
+    ConnectError,
+    MaxLatencyExceeded,
+    CircuitOpen,
+    StreamError,
+    InvalidResponse,
+}
+
+impl FallbackReason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FallbackReason::RateLimited => "rate_limited",
+            FallbackReason::ServerError => "server_error",
+            FallbackReason::Overloaded => "overloaded",
+            FallbackReason::Timeout => "timeout",
+            FallbackReason::TtftTimeout => "ttft_timeout",
+            FallbackReason::ConnectError => "connect_error",
+            FallbackReason::MaxLatencyExceeded => "max_latency_exceeded",
+            FallbackReason::CircuitOpen => "circuit_open",
+            FallbackReason::StreamError => "stream_error",
+            FallbackReason::InvalidResponse => "invalid_response",
+        }
+    }
+}
+
+/// Shared by every request: the connection pools and the resolver.
+pub struct Engine {
+    pub connector: Connector,
+    pub resolver: Arc<dns::Resolver>,
+}
+
+impl Engine {
+    pub fn new(conf: &pingora::server::configuration::ServerConf) -> Self {
+        let opts = pingora::connectors::ConnectorOptions::from_server_conf(conf);
+        Engine {
+            connector: Connector::new(Some(opts)),
+            resolver: dns::Resolver::new(Duration::from_secs(60)),
+        }
+    }
+}
+
+/// Per-request knobs from the client's headers.
+#[derive(Debug, Clone, Copy)]
+pub struct DispatchOptions {
+    /// Wall-clock budget of the whole call, all attempts included.
+    pub max_latency: Duration,
+    /// Budget to the first token of one attempt; past it, the next endpoint is tried.
+    pub max_ttft: Option<Duration>,
+}

@@ -1,0 +1,137 @@
+//! One upstream exchange over Pingora's `Connector`: build the peer, connect (or reuse a pooled
+//! connection), send the encoded request and wait for the response header, each step bounded by
+//! the deadline it belongs to.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use pingora::http::RequestHeader;
+use pingora::protocols::http::client::HttpSession;
+use pingora::upstreams::peer::{ALPN, HttpPeer};
+use tokio::time::{Instant, timeout_at};
+
+use super::{Engine, FallbackReason};
+use crate::config::runtime::Provider;
+
+/// A failed step, with the reason the chain will record and a detail for the application log.
+#[derive(Debug)]
+pub struct StepError {
+    pub reason: FallbackReason,
+    pub detail: String,
+}
+
+impl StepError {
+    pub fn new(reason: FallbackReason, detail: impl Into<String>) -> Self {
+        StepError {
+            reason,
+            detail: detail.into(),
+        }
+    }
+}
+
+/// Builds the peer for a provider from an address the resolver found. Never `HttpPeer::new`
+/// with a host name: that resolves with a blocking call and panics on failure.
+pub async fn peer(engine: &Engine, p: &Provider) -> Result<HttpPeer, StepError> {
+    let addr = engine
+        .resolver
+        .resolve(&p.host, p.port)
+        .await
+        .map_err(|e| StepError::new(FallbackReason::ConnectError, e))?;
+    let mut peer = HttpPeer::new(addr, p.tls, p.host.clone());
+    let o = &mut peer.options;
+    o.connection_timeout = Some(p.connect_timeout);
+    o.total_connection_timeout = Some(p.connect_timeout);
+    o.idle_timeout = Some(Duration::from_secs(90));
+    o.tcp_keepalive = Some(pingora::protocols::TcpKeepalive {
+        idle: Duration::from_secs(60),
+        interval: Duration::from_secs(10),
+        count: 3,
+        #[cfg(target_os = "linux")]
+        user_timeout: Duration::from_secs(0),
+    });
+    if p.tls && p.http2 {
+        // Offer h2 and let the provider choose; multiplex many calls on one connection.
+        o.alpn = ALPN::H2H1;
+        o.max_h2_streams = 100;
+        o.h2_ping_interval = Some(Duration::from_secs(30));
+    }
+    if let Some(ca) = &p.ca {
+        o.ca = Some(ca.clone());
+    }
+    Ok(peer)
+}
+
+/// Connects, sends the request and reads the response header. A pooled connection that turns
+/// out dead (the server closed it while idle) is retried once on a fresh one, since nothing
+/// reached the provider.
+pub async fn exchange(
+    engine: &Engine,
+    peer: &HttpPeer,
+    header: &RequestHeader,
+    body: &Bytes,
+    connect_by: Instant,
+    first_byte_by: Instant,
+    first_byte_reason: FallbackReason,
+) -> Result<HttpSession, StepError> {
+    for try_no in 0..2 {
+        let (mut s, reused) = match timeout_at(connect_by, engine.connector.get_http_session(peer)).await {
+            Err(_) => return Err(StepError::new(FallbackReason::ConnectError, "connect timed out")),
+            Ok(Err(e)) => return Err(StepError::new(FallbackReason::ConnectError, e.to_string())),
+            Ok(Ok(s)) => s,
+        };
+        let sent = timeout_at(first_byte_by, async {
+            s.write_request_header(Box::new(header.clone())).await?;
+            s.write_request_body(body.clone(), true).await?;
+            s.finish_request_body().await?;
+            s.read_response_header().await
+        })
+        .await;
+        match sent {
+            Ok(Ok(())) => return Ok(s),
+            Ok(Err(e)) if reused && try_no == 0 => {
+                tracing::debug!(error = %e, "pooled upstream connection was dead; reconnecting");
+                continue;
+            }
+            Ok(Err(e)) => return Err(StepError::new(FallbackReason::ConnectError, e.to_string())),
+            Err(_) => {
+                s.shutdown().await;
+                return Err(StepError::new(first_byte_reason, "no response header in time"));
+            }
+        }
+    }
+    Err(StepError::new(FallbackReason::ConnectError, "connection closed"))
+}
+
+/// Reads the whole body, bounded by size, by the deadline and by the per-read timeout.
+pub async fn read_body(
+    s: &mut HttpSession,
+    deadline: Instant,
+    read_timeout: Duration,
+    max_bytes: usize,
+) -> Result<Vec<u8>, StepError> {
+    let mut buf = Vec::new();
+    loop {
+        let by = deadline.min(Instant::now() + read_timeout);
+        match timeout_at(by, s.read_response_body()).await {
+            Err(_) => {
+                let reason = if Instant::now() >= deadline {
+                    FallbackReason::MaxLatencyExceeded
+                } else {
+                    FallbackReason::Timeout
+                };
+                return Err(StepError::new(reason, "response body stalled"));
+            }
+            Ok(Err(e)) => return Err(StepError::new(FallbackReason::StreamError, e.to_string())),
+            Ok(Ok(None)) => return Ok(buf),
+            Ok(Ok(Some(chunk))) => {
+                if buf.len() + chunk.len() > max_bytes {
+                    return Err(StepError::new(
+                        FallbackReason::InvalidResponse,
+                        format!("response larger than {max_bytes} bytes"),
+                    ));
+                }
+                buf.extend_from_slice(&chunk);
+            }
+        }
+    }
+}

@@ -1,0 +1,5 @@
+//! Everything between the client's bytes and a routable request: who is calling, what they sent,
+//! and the answers the gateway gives by itself.
+pub mod answers;
+pub mod auth;
+pub mod parse;

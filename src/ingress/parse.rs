@@ -1,0 +1,216 @@
+//! The request body and the `X-Signalbox-*` options. Bodies are read under the configured cap
+//! (a declared oversize body is refused before a byte of it is read), parsed once, and every
+//! error names the field or header at fault.
+
+use std::time::Duration;
+
+use bytes::BytesMut;
+use pingora::proxy::Session;
+
+use crate::config::Config;
+use crate::engine::DispatchOptions;
+use crate::error::{ErrorKind, GatewayError};
+use crate::llm::ChatRequest;
+
+pub async fn read_body(session: &mut Session, cap: u64) -> Result<BytesMut, GatewayError> {
+    let too_large = || {
+        GatewayError::new(
+            ErrorKind::RequestTooLarge,
+            format!("request body exceeds the limit of {cap} bytes"),
+        )
+    };
+    let declared = session
+        .req_header()
+        .headers
+        .get(http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > cap) {
+        return Err(too_large());
+    }
+    let mut buf = BytesMut::with_capacity(declared.unwrap_or(8192).min(cap) as usize);
+    loop {
+        match session.read_request_body().await {
+            Ok(Some(chunk)) => {
+                if buf.len() as u64 + chunk.len() as u64 > cap {
+                    return Err(too_large());
+                }
+                buf.extend_from_slice(&chunk);
+            }
+            Ok(None) => return Ok(buf),
+            Err(e) => {
+                return Err(GatewayError::new(
+                    ErrorKind::InvalidRequest,
+                    format!("could not read the request body: {}", e.etype().as_str()),
+                ));
+            }
+        }
+    }
+}
+
+/// Parses and checks a chat completion request.
+pub fn chat_request(body: &[u8]) -> Result<ChatRequest, GatewayError> {
+    if body.is_empty() {
+        return Err(GatewayError::invalid("body", "the request body is empty; send a JSON object"));
+    }
+    let mut de = serde_json::Deserializer::from_slice(body);
+    let req: ChatRequest = match serde_path_to_error::deserialize(&mut de) {
+        Ok(r) => r,
+        Err(e) => {
+            let path = e.path().to_string();
+            let inner = e.into_inner();
+            let (param, msg) = if path == "." || path.is_empty() || path.starts_with('?') {
+                ("body".to_string(), format!("invalid JSON body: {inner}"))
+            } else {
+                (path.clone(), format!("invalid value for `{path}`: {inner}"))
+            };
+            return Err(GatewayError::invalid(param, msg));
+        }
+    };
+    // Trailing bytes after the object (e.g. two JSON documents) are a client bug.
+    de.end()
+        .map_err(|e| GatewayError::invalid("body", format!("invalid JSON body: {e}")))?;
+    check(req)
+}
+
+fn check(req: ChatRequest) -> Result<ChatRequest, GatewayError> {
+    if req.model.trim().is_empty() {
+        return Err(GatewayError::invalid("model", "`model` must not be empty"));
+    }
+    if req.messages.is_empty() {
+        return Err(GatewayError::invalid("messages", "`messages` must hold at least one message"));
+    }
+    if let Some(t) = req.temperature
+        && !(0.0..=2.0).contains(&t)
+    {
+        return Err(GatewayError::invalid("temperature", "`temperature` must be within 0..2"));
+    }
+    if let Some(p) = req.top_p
+        && !(0.0..=1.0).contains(&p)
+    {
+        return Err(GatewayError::invalid("top_p", "`top_p` must be within 0..1"));
+    }
+    for (name, v) in [("max_tokens", req.max_tokens), ("max_completion_tokens", req.max_completion_tokens)] {
+        if v == Some(0) {
+            return Err(GatewayError::invalid(name, format!("`{name}` must be at least 1")));
+        }
+    }
+    if req.n.is_some_and(|n| n == 0 || n > 128) {
+        return Err(GatewayError::invalid("n", "`n` must be within 1..128"));
+    }
+    if req.include_usage && !req.stream {
+        return Err(GatewayError::invalid(
+            "stream_options",
+            "`stream_options` is only allowed when `stream` is true",
+        ));
+    }
+    Ok(req)
+}
+
+/// The client's `X-Signalbox-*` options. Routing-shaping headers (preference, dial, region,
+/// hedge, task) are checked here so a typo is a 400 rather than a silent default.
+pub fn options(cfg: &Config, h: &pingora::http::RequestHeader) -> Result<DispatchOptions, GatewayError> {
+    let n = &cfg.headers;
+    let ms = |name: &http::HeaderName| -> Result<Option<Duration>, GatewayError> {
+        let Some(v) = h.headers.get(name) else {
+            return Ok(None);
+        };
+        let bad = || {
+            GatewayError::invalid(
+                name.as_str(),
+                format!("`{}` must be an integer number of milliseconds within 60..600000", name.as_str()),
+            )
+        };
+        let v: u64 = v.to_str().map_err(|_| bad())?.trim().parse().map_err(|_| bad())?;
+        if !(60..=600_000).contains(&v) {
+            return Err(bad());
+        }
+        Ok(Some(Duration::from_millis(v)))
+    };
+    let max_latency = ms(&n.max_latency_ms)?.unwrap_or(cfg.gateway.default_max_latency);
+    let max_ttft = ms(&n.max_ttft_ms)?;
+    one_of(h, &n.preference, &["quality", "cost", "latency", "balanced"])?;
+    one_of(h, &n.hedge, &["on", "off"])?;
+    one_of(
+        h,
+        &n.task_in,
+        &["reasoning", "code", "creative", "rewrite", "chat", "extraction", "summarize", "translation"],
+    )?;
+    if let Some(v) = h.headers.get(&n.cost_quality) {
+        let ok = v
+            .to_str()
+            .ok()
+            .and_then(|s| s.trim().parse::<f64>().ok())
+            .is_some_and(|x| (0.0..=1.0).contains(&x));
+        if !ok {
+            return Err(GatewayError::invalid(
+                n.cost_quality.as_str(),
+                format!("`{}` must be a number within 0.0..1.0", n.cost_quality.as_str()),
+            ));
+        }
+    }
+    if let Some(v) = h.headers.get(&n.region) {
+        let ok = v.to_str().ok().is_some_and(|s| {
+            !s.is_empty() && s.len() <= 32 && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        });
+        if !ok {
+            return Err(GatewayError::invalid(
+                n.region.as_str(),
+                format!("`{}` must be a region group name (letters, digits, - and _)", n.region.as_str()),
+            ));
+        }
+    }
+    Ok(DispatchOptions {
+        max_latency,
+        max_ttft,
+    })
+}
+
+fn one_of(h: &pingora::http::RequestHeader, name: &http::HeaderName, allowed: &[&str]) -> Result<(), GatewayError> {
+    let Some(v) = h.headers.get(name) else {
+        return Ok(());
+    };
+    let v = v.to_str().unwrap_or("").trim();
+    if allowed.iter().any(|a| a.eq_ignore_ascii_case(v)) {
+        Ok(())
+    } else {
+        Err(GatewayError::invalid(
+            name.as_str(),
+            format!("`{}` must be one of: {}", name.as_str(), allowed.join(", ")),
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn err(body: &str) -> GatewayError {
+        chat_request(body.as_bytes()).unwrap_err()
+    }
+
+    #[test]
+    fn errors_name_the_field() {
+        assert_eq!(err("{").param.as_deref(), Some("body"));
+        assert_eq!(err("").param.as_deref(), Some("body"));
+        assert_eq!(err("[1]").param.as_deref(), Some("body"));
+        assert_eq!(err(r#"{"model":"m","messages":"hi"}"#).param.as_deref(), Some("messages"));
+        assert_eq!(err(r#"{"model":"","messages":[{"role":"user","content":"x"}]}"#).param.as_deref(), Some("model"));
+        assert_eq!(err(r#"{"model":"m","messages":[]}"#).param.as_deref(), Some("messages"));
+        assert_eq!(
+            err(r#"{"model":"m","messages":[{"role":"user","content":"x"}],"temperature":3}"#).param.as_deref(),
+            Some("temperature")
+        );
+        assert_eq!(
+            err(r#"{"model":"m","messages":[{"role":"user","content":"x"}],"max_tokens":-1}"#).param.as_deref(),
+            Some("max_tokens")
+        );
+        assert_eq!(
+            err(r#"{"model":"m","messages":[{"role":"user","content":"x"}],"stream_options":{"include_usage":true}}"#)
+                .param
+                .as_deref(),
+            Some("stream_options")
+        );
+        assert_eq!(err(r#"{"model":"m","messages":[{"role":"user","content":"x"}]} x"#).param.as_deref(), Some("body"));
+    }
+}

@@ -1,0 +1,28 @@
+//! Signalbox: an LLM gateway for agent workloads, on Cloudflare's Pingora.
+//!
+//! # The life of a request (the tree is the request path)
+//! `proxy.rs` `request_filter` →
+//! `ingress/` (auth, body cap, parse, `X-Signalbox-*` options) →
+//! `route/` (the ordered chain of endpoints) →
+//! `engine/` (attempts in chain order over Pingora's `Connector`, fallback, deadline; the
+//! winner is buffered or streamed to the client) with `providers/` (pure codecs) and `stream/`
+//! (incremental SSE translation) →
+//! `logging` → `telemetry/` (metrics, access log) and `accounting/` (cost).
+//!
+//! Config (`config/`) is one immutable snapshot per request, swapped atomically on reload.
+
+pub mod accounting;
+pub mod admin;
+pub mod config;
+pub mod ctx;
+pub mod emulator;
+pub mod engine;
+pub mod error;
+pub mod ingress;
+pub mod llm;
+pub mod providers;
+pub mod proxy;
+pub mod route;
+pub mod server;
+pub mod stream;
+pub mod telemetry;

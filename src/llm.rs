@@ -1,0 +1,485 @@
+//! The canonical model: one request/response shape that every provider codec maps to and from
+//! (hub and spoke). It is OpenAI-shaped because that is what clients speak, but it is typed where
+//! the gateway needs to look (routing, classification, translation) and keeps every field it does
+//! not use as raw JSON, so an OpenAI-compatible upstream receives the client's values unchanged.
+
+use std::fmt;
+
+use serde::de::{self, Deserializer, IgnoredAny, MapAccess, Visitor};
+use serde::ser::{SerializeMap, Serializer};
+use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
+
+/// Fields we do not interpret, in the client's order, as the client's exact JSON.
+pub type Extra = Vec<(String, Box<RawValue>)>;
+
+/// `POST /v1/chat/completions`, parsed once per request.
+#[derive(Debug, Default)]
+pub struct ChatRequest {
+    pub model: String,
+    pub messages: Vec<Message>,
+    pub stream: bool,
+    /// `stream_options.include_usage` as the client asked (the gateway always asks upstream).
+    pub include_usage: bool,
+    /// Other `stream_options` members, kept for OpenAI-compatible upstreams.
+    pub stream_options_extra: Extra,
+    pub tools: Option<Box<RawValue>>,
+    pub tool_choice: Option<Box<RawValue>>,
+    pub temperature: Option<f64>,
+    pub top_p: Option<f64>,
+    pub max_tokens: Option<u64>,
+    pub max_completion_tokens: Option<u64>,
+    pub n: Option<u64>,
+    pub user: Option<String>,
+    /// Signalbox's body extension: an explicit ordered fallback list (`models` or `fallback`).
+    pub fallback_models: Vec<String>,
+    /// Signalbox's body extension `provider: {..}`, kept raw until routing reads it.
+    pub provider_prefs: Option<Box<RawValue>>,
+    pub extra: Extra,
+}
+
+impl ChatRequest {
+    /// True when the request carries at least one tool definition.
+    pub fn has_tools(&self) -> bool {
+        self.tools.as_ref().is_some_and(|t| t.get().trim() != "[]")
+    }
+
+    /// True when any message carries an image part.
+    pub fn has_images(&self) -> bool {
+        self.messages.iter().any(|m| match &m.content {
+            Some(Content::Parts(parts)) => {
+                parts.iter().any(|p| matches!(p, ContentPart::ImageUrl { .. }))
+            }
+            _ => false,
+        })
+    }
+
+    /// A rough prompt size in characters, for context-window checks and usage estimates.
+    pub fn prompt_chars(&self) -> usize {
+        self.messages.iter().map(Message::text_len).sum()
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    System,
+    Developer,
+    User,
+    Assistant,
+    Tool,
+    Function,
+}
+
+#[derive(Debug)]
+pub struct Message {
+    pub role: Role,
+    pub content: Option<Content>,
+    pub name: Option<String>,
+    pub tool_calls: Option<Vec<ToolCall>>,
+    pub tool_call_id: Option<String>,
+    pub extra: Extra,
+}
+
+impl Message {
+    fn text_len(&self) -> usize {
+        match &self.content {
+            Some(Content::Text(t)) => t.len(),
+            Some(Content::Parts(parts)) => parts
+                .iter()
+                .map(|p| match p {
+                    ContentPart::Text(t) => t.len(),
+                    _ => 0,
+                })
+                .sum(),
+            None => 0,
+        }
+    }
+}
+
+#[derive(Debug, Serialize)]
+#[serde(untagged)]
+pub enum Content {
+    Text(String),
+    Parts(Vec<ContentPart>),
+}
+
+/// One part of a multi-part message. Parts the gateway does not interpret (audio, files) are
+/// kept raw.
+#[derive(Debug)]
+pub enum ContentPart {
+    Text(String),
+    ImageUrl {
+        url: String,
+        detail: Option<String>,
+    },
+    Other(Box<RawValue>),
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ToolCall {
+    pub id: String,
+    #[serde(rename = "type", default = "function_type")]
+    pub kind: String,
+    pub function: FunctionCall,
+}
+
+fn function_type() -> String {
+    "function".to_string()
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct FunctionCall {
+    pub name: String,
+    pub arguments: String,
+}
+
+/// Token usage as a provider reported it, normalised to OpenAI's meaning: `prompt_tokens`
+/// includes cached tokens, `cached_tokens` is the part of it read from a cache.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Usage {
+    pub prompt_tokens: u64,
+    pub completion_tokens: u64,
+    pub cached_tokens: u64,
+    pub reasoning_tokens: u64,
+}
+
+impl Usage {
+    pub fn total(&self) -> u64 {
+        self.prompt_tokens + self.completion_tokens
+    }
+}
+
+// ---- deserialization -------------------------------------------------------------------------
+//
+// Hand-written visitors: derive + `#[serde(flatten)]` would buffer every value into serde's
+// private `Content` tree and cannot hold `RawValue`, which is what keeps unknown fields
+// byte-identical and cheap.
+
+fn set_once<T>(slot: &mut Option<T>, value: T, field: &'static str) -> Result<(), String> {
+    if slot.is_some() {
+        return Err(format!("duplicate field `{field}`"));
+    }
+    *slot = Some(value);
+    Ok(())
+}
+
+/// Accepts `null` as "absent", as OpenAI does for optional fields.
+fn next_opt<'de, A: MapAccess<'de>, T: Deserialize<'de>>(map: &mut A) -> Result<Option<T>, A::Error> {
+    map.next_value::<Option<T>>()
+}
+
+impl<'de> Deserialize<'de> for ChatRequest {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = ChatRequest;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a chat completion request object")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<ChatRequest, A::Error> {
+                let mut r = ChatRequest::default();
+                let mut model: Option<String> = None;
+                let mut messages: Option<Vec<Message>> = None;
+                while let Some(key) = map.next_key::<std::borrow::Cow<'de, str>>()? {
+                    match key.as_ref() {
+                        "model" => set_once(&mut model, map.next_value()?, "model")
+                            .map_err(de::Error::custom)?,
+                        "messages" => set_once(&mut messages, map.next_value()?, "messages")
+                            .map_err(de::Error::custom)?,
+                        "stream" => {
+                            r.stream = next_opt::<_, bool>(&mut map)?.unwrap_or(false);
+                        }
+                        "stream_options" => {
+                            if let Some(so) = next_opt::<_, StreamOptions>(&mut map)? {
+                                r.include_usage = so.include_usage;
+                                r.stream_options_extra = so.extra;
+                            }
+                        }
+                        "tools" => r.tools = next_opt(&mut map)?,
+                        "tool_choice" => r.tool_choice = next_opt(&mut map)?,
+                        "temperature" => r.temperature = next_opt(&mut map)?,
+                        "top_p" => r.top_p = next_opt(&mut map)?,
+                        "max_tokens" => r.max_tokens = next_opt(&mut map)?,
+                        "max_completion_tokens" => r.max_completion_tokens = next_opt(&mut map)?,
+                        "n" => r.n = next_opt(&mut map)?,
+                        "user" => r.user = next_opt(&mut map)?,
+                        "models" | "fallback" => {
+                            if let Some(list) = next_opt::<_, Vec<String>>(&mut map)? {
+                                if !r.fallback_models.is_empty() {
+                                    return Err(de::Error::custom(
+                                        "give either `models` or `fallback`, not both",
+                                    ));
+                                }
+                                r.fallback_models = list;
+                            }
+                        }
+                        "provider" => r.provider_prefs = next_opt(&mut map)?,
+                        other => {
+                            let v: Box<RawValue> = map.next_value()?;
+                            r.extra.push((other.to_owned(), v));
+                        }
+                    }
+                }
+                r.model = model.ok_or_else(|| de::Error::missing_field("model"))?;
+                r.messages = messages.ok_or_else(|| de::Error::missing_field("messages"))?;
+                Ok(r)
+            }
+        }
+        d.deserialize_map(V)
+    }
+}
+
+struct StreamOptions {
+    include_usage: bool,
+    extra: Extra,
+}
+
+impl<'de> Deserialize<'de> for StreamOptions {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = StreamOptions;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("an object like {\"include_usage\": true}")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<StreamOptions, A::Error> {
+                let mut so = StreamOptions {
+                    include_usage: false,
+                    extra: Vec::new(),
+                };
+                while let Some(key) = map.next_key::<std::borrow::Cow<'de, str>>()? {
+                    if key == "include_usage" {
+                        so.include_usage = next_opt::<_, bool>(&mut map)?.unwrap_or(false);
+                    } else {
+                        so.extra.push((key.into_owned(), map.next_value()?));
+                    }
+                }
+                Ok(so)
+            }
+        }
+        d.deserialize_map(V)
+    }
+}
+
+impl<'de> Deserialize<'de> for Message {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = Message;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a message object with a `role`")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Message, A::Error> {
+                let mut role = None;
+                let mut m = Message {
+                    role: Role::User,
+                    content: None,
+                    name: None,
+                    tool_calls: None,
+                    tool_call_id: None,
+                    extra: Vec::new(),
+                };
+                while let Some(key) = map.next_key::<std::borrow::Cow<'de, str>>()? {
+                    match key.as_ref() {
+                        "role" => {
+                            set_once(&mut role, map.next_value()?, "role").map_err(de::Error::custom)?
+                        }
+                        "content" => m.content = next_opt(&mut map)?,
+                        "name" => m.name = next_opt(&mut map)?,
+                        "tool_calls" => m.tool_calls = next_opt(&mut map)?,
+                        "tool_call_id" => m.tool_call_id = next_opt(&mut map)?,
+                        other => m.extra.push((other.to_owned(), map.next_value()?)),
+                    }
+                }
+                m.role = role.ok_or_else(|| de::Error::missing_field("role"))?;
+                Ok(m)
+            }
+        }
+        d.deserialize_map(V)
+    }
+}
+
+impl<'de> Deserialize<'de> for Content {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = Content;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a string or an array of content parts")
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Content, E> {
+                Ok(Content::Text(v.to_owned()))
+            }
+            fn visit_string<E: de::Error>(self, v: String) -> Result<Content, E> {
+                Ok(Content::Text(v))
+            }
+            fn visit_seq<A: de::SeqAccess<'de>>(self, mut seq: A) -> Result<Content, A::Error> {
+                let mut parts = Vec::with_capacity(seq.size_hint().unwrap_or(1));
+                while let Some(p) = seq.next_element()? {
+                    parts.push(p);
+                }
+                Ok(Content::Parts(parts))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+impl<'de> Deserialize<'de> for ContentPart {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        // A part is small: keep it raw, then read its `type` to decide what it is.
+        let raw: Box<RawValue> = Deserialize::deserialize(d)?;
+        #[derive(Deserialize)]
+        struct Probe<'a> {
+            #[serde(rename = "type", borrow)]
+            kind: std::borrow::Cow<'a, str>,
+            text: Option<String>,
+            image_url: Option<ImageUrl>,
+        }
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum ImageUrl {
+            Obj { url: String, detail: Option<String> },
+            Str(String),
+        }
+        let probe: Probe = serde_json::from_str(raw.get())
+            .map_err(|e| de::Error::custom(format!("content part: {e}")))?;
+        match probe.kind.as_ref() {
+            "text" => probe
+                .text
+                .map(ContentPart::Text)
+                .ok_or_else(|| de::Error::custom("a `text` part needs a string `text`")),
+            "image_url" => match probe.image_url {
+                Some(ImageUrl::Obj { url, detail }) => Ok(ContentPart::ImageUrl { url, detail }),
+                Some(ImageUrl::Str(url)) => Ok(ContentPart::ImageUrl { url, detail: None }),
+                None => Err(de::Error::custom("an `image_url` part needs `image_url.url`")),
+            },
+            _ => Ok(ContentPart::Other(raw)),
+        }
+    }
+}
+
+// ---- serialization (the OpenAI wire form) ------------------------------------------------------
+
+impl Serialize for Message {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut m = s.serialize_map(None)?;
+        m.serialize_entry("role", &self.role)?;
+        // OpenAI accepts `content: null` only on assistant turns with tool calls; keep the field
+        // whenever the client sent it, and send null for an assistant turn without content.
+        match &self.content {
+            Some(c) => m.serialize_entry("content", c)?,
+            None if self.role == Role::Assistant => m.serialize_entry("content", &())?,
+            None => {}
+        }
+        if let Some(n) = &self.name {
+            m.serialize_entry("name", n)?;
+        }
+        if let Some(tc) = &self.tool_calls {
+            m.serialize_entry("tool_calls", tc)?;
+        }
+        if let Some(id) = &self.tool_call_id {
+            m.serialize_entry("tool_call_id", id)?;
+        }
+        for (k, v) in &self.extra {
+            m.serialize_entry(k, v)?;
+        }
+        m.end()
+    }
+}
+
+impl Serialize for ContentPart {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            ContentPart::Text(t) => {
+                let mut m = s.serialize_map(Some(2))?;
+                m.serialize_entry("type", "text")?;
+                m.serialize_entry("text", t)?;
+                m.end()
+            }
+            ContentPart::ImageUrl { url, detail } => {
+                #[derive(Serialize)]
+                struct Img<'a> {
+                    url: &'a str,
+                    #[serde(skip_serializing_if = "Option::is_none")]
+                    detail: &'a Option<String>,
+                }
+                let mut m = s.serialize_map(Some(2))?;
+                m.serialize_entry("type", "image_url")?;
+                m.serialize_entry("image_url", &Img { url, detail })?;
+                m.end()
+            }
+            ContentPart::Other(raw) => raw.serialize(s),
+        }
+    }
+}
+
+/// Ignore a value of any shape; used by codecs that only need to know a field is present.
+pub type Ignored = IgnoredAny;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(s: &str) -> Result<ChatRequest, String> {
+        let de = &mut serde_json::Deserializer::from_str(s);
+        serde_path_to_error::deserialize(de).map_err(|e| format!("{} :: {}", e.path(), e.inner()))
+    }
+
+    #[test]
+    fn keeps_unknown_fields_raw_and_in_order() {
+        let r = parse(
+            r#"{"model":"m","messages":[{"role":"user","content":"hi","x_meta":{"a":1.50}}],
+                "logit_bias":{"50256":-100},"seed":7,"stream":true,
+                "stream_options":{"include_usage":true,"include_obfuscation":false}}"#,
+        )
+        .unwrap();
+        assert_eq!(r.extra.len(), 2);
+        assert_eq!(r.extra[0].0, "logit_bias");
+        assert_eq!(r.extra[0].1.get(), r#"{"50256":-100}"#);
+        assert_eq!(r.messages[0].extra[0].1.get(), r#"{"a":1.50}"#);
+        assert!(r.stream && r.include_usage);
+        assert_eq!(r.stream_options_extra[0].0, "include_obfuscation");
+    }
+
+    #[test]
+    fn wrong_types_name_the_field() {
+        let e = parse(r#"{"model":"m","messages":[{"role":"user","content":5}]}"#).unwrap_err();
+        assert!(e.starts_with("messages[0].content"), "{e}");
+        let e = parse(r#"{"model":"m","messages":[{"role":"robot"}]}"#).unwrap_err();
+        assert!(e.starts_with("messages[0].role"), "{e}");
+        let e = parse(r#"{"model":3,"messages":[]}"#).unwrap_err();
+        assert!(e.starts_with("model"), "{e}");
+        let e = parse(r#"{"messages":[]}"#).unwrap_err();
+        assert!(e.contains("model"), "{e}");
+        let e = parse(r#"{"model":"m","messages":[],"temperature":"hot"}"#).unwrap_err();
+        assert!(e.starts_with("temperature"), "{e}");
+    }
+
+    #[test]
+    fn parts_and_images() {
+        let r = parse(
+            r#"{"model":"m","messages":[{"role":"user","content":[
+                {"type":"text","text":"what is this"},
+                {"type":"image_url","image_url":{"url":"https://x/y.png","detail":"low"}},
+                {"type":"input_audio","input_audio":{"data":"AAA","format":"wav"}}]}]}"#,
+        )
+        .unwrap();
+        assert!(r.has_images());
+        let out = serde_json::to_string(&r.messages[0]).unwrap();
+        assert!(out.contains(r#"{"type":"input_audio","input_audio":{"data":"AAA","format":"wav"}}"#));
+        assert!(out.contains(r#""image_url":{"url":"https://x/y.png","detail":"low"}"#));
+    }
+
+    #[test]
+    fn extension_fields_are_read() {
+        let r = parse(
+            r#"{"model":"m","messages":[],"models":["a/b","c/d"],"provider":{"only":["a"]}}"#,
+        )
+        .unwrap();
+        assert_eq!(r.fallback_models, vec!["a/b", "c/d"]);
+        assert!(r.provider_prefs.is_some());
+        assert!(r.extra.is_empty());
+    }
+}

@@ -1,0 +1,125 @@
+//! The `signalbox` command: run the gateway, check a config, hash a key, run the emulator.
+
+use std::io::Read;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+#[global_allocator]
+static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
+#[derive(Parser)]
+#[command(name = "signalbox", version, about = "An LLM gateway for agent workloads, on Pingora")]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Run the gateway.
+    Run {
+        /// The config file (YAML).
+        #[arg(short = 'c', long = "config", default_value = "/etc/signalbox/signalbox.yaml")]
+        config: String,
+        /// Run in the background (Pingora daemon mode).
+        #[arg(short, long)]
+        daemon: bool,
+        /// Take over the listening sockets of a running instance (graceful binary upgrade).
+        #[arg(short, long)]
+        upgrade: bool,
+        /// Check the config and exit.
+        #[arg(short, long)]
+        test: bool,
+    },
+    /// Validate a config file; prints every error with its key path.
+    CheckConfig {
+        file: String,
+    },
+    /// Print the SHA-256 to put in `keys.<id>.sha256`. Reads the key from stdin when not given
+    /// (keeps it out of shell history).
+    HashKey {
+        key: Option<String>,
+    },
+    /// Run the provider emulator (tests, load tests, the offline demo).
+    Emulate(signalbox::emulator::EmulatorArgs),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.cmd {
+        Cmd::Run {
+            config,
+            daemon,
+            upgrade,
+            test,
+        } => {
+            if test {
+                return check_config(&config);
+            }
+            let opt = pingora::server::configuration::Opt {
+                upgrade,
+                daemon,
+                nocapture: false,
+                test: false,
+                conf: None,
+            };
+            match signalbox::server::run(opt, &config) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("signalbox: {e}");
+                    ExitCode::from(2)
+                }
+            }
+        }
+        Cmd::CheckConfig { file } => check_config(&file),
+        Cmd::HashKey { key } => {
+            let key = match key {
+                Some(k) => k,
+                None => {
+                    let mut s = String::new();
+                    if std::io::stdin().read_to_string(&mut s).is_err() {
+                        eprintln!("signalbox: cannot read the key from stdin");
+                        return ExitCode::from(2);
+                    }
+                    s
+                }
+            };
+            if key.trim().is_empty() {
+                eprintln!("signalbox: the key is empty");
+                return ExitCode::from(2);
+            }
+            println!("{}", signalbox::ingress::auth::hash_key(&key));
+            ExitCode::SUCCESS
+        }
+        Cmd::Emulate(args) => match signalbox::emulator::run(args) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("signalbox emulate: {e}");
+                ExitCode::from(2)
+            }
+        },
+    }
+}
+
+fn check_config(file: &str) -> ExitCode {
+    match signalbox::config::validate::load_file(file, 1) {
+        Ok(cfg) => {
+            println!(
+                "{file}: ok ({} providers, {} endpoints, {} models, {} keys)",
+                cfg.providers.len(),
+                cfg.endpoints.len(),
+                cfg.models.len(),
+                cfg.keys.len()
+            );
+            ExitCode::SUCCESS
+        }
+        Err(errors) => {
+            eprintln!("{file}: {} error(s)", errors.len());
+            for e in errors {
+                eprintln!("  {e}");
+            }
+            ExitCode::from(1)
+        }
+    }
+}

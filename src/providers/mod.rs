@@ -1,0 +1,115 @@
+//! Provider codecs: pure functions between the canonical model (`llm.rs`) and each provider's
+//! wire format. No I/O here; the engine does the calling. This module holds the only `match` on
+//! the provider kind, so adding a provider means one new file and one new arm.
+
+pub mod openai;
+
+use bytes::Bytes;
+use pingora::http::RequestHeader;
+
+use crate::config::runtime::Endpoint;
+use crate::engine::FallbackReason;
+use crate::error::GatewayError;
+use crate::llm::{ChatRequest, Usage};
+use crate::stream::StreamTranslator;
+
+/// A provider's wire format. The OpenAI-compatible flavours share one codec; they are named so
+/// that flavour-specific rules (ID formats, unsupported fields) have a place to live.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProviderKind {
+    OpenAi,
+    Groq,
+    Mistral,
+    DeepSeek,
+    Xai,
+    Together,
+    Fireworks,
+    Vllm,
+    Ollama,
+}
+
+/// The codec a provider kind speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Codec {
+    OpenAi,
+}
+
+impl ProviderKind {
+    pub fn codec(self) -> Codec {
+        match self {
+            ProviderKind::OpenAi
+            | ProviderKind::Groq
+            | ProviderKind::Mistral
+            | ProviderKind::DeepSeek
+            | ProviderKind::Xai
+            | ProviderKind::Together
+            | ProviderKind::Fireworks
+            | ProviderKind::Vllm
+            | ProviderKind::Ollama => Codec::OpenAi,
+        }
+    }
+
+    pub const NAMES: &'static str =
+        "openai, groq, mistral, deepseek, xai, together, fireworks, vllm, ollama";
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "openai" => ProviderKind::OpenAi,
+            "groq" => ProviderKind::Groq,
+            "mistral" => ProviderKind::Mistral,
+            "deepseek" => ProviderKind::DeepSeek,
+            "xai" => ProviderKind::Xai,
+            "together" => ProviderKind::Together,
+            "fireworks" => ProviderKind::Fireworks,
+            "vllm" => ProviderKind::Vllm,
+            "ollama" => ProviderKind::Ollama,
+            _ => return None,
+        })
+    }
+}
+
+/// A decoded non-streaming response.
+pub struct Decoded {
+    /// The OpenAI `chat.completion` body for the client, usage and cost included.
+    pub body: Vec<u8>,
+    pub usage: Option<Usage>,
+}
+
+/// The upstream request for one attempt: header and body, encoded for this endpoint.
+pub fn encode(
+    req: &ChatRequest,
+    ep: &Endpoint,
+) -> Result<(Box<RequestHeader>, Bytes), GatewayError> {
+    match ep.provider.kind.codec() {
+        Codec::OpenAi => openai::encode(req, ep),
+    }
+}
+
+/// Decodes a 2xx non-streaming body; an error means the body is unusable (fall over).
+pub fn decode(body: &[u8], ep: &Endpoint) -> Result<Decoded, String> {
+    match ep.provider.kind.codec() {
+        Codec::OpenAi => openai::decode(body, ep),
+    }
+}
+
+/// A translator for this endpoint's stream; `include_usage` is what the client asked for.
+pub fn stream_translator(ep: &Endpoint, include_usage: bool) -> Box<dyn StreamTranslator> {
+    match ep.provider.kind.codec() {
+        Codec::OpenAi => Box::new(openai::OpenAiStream::new(ep.price, include_usage)),
+    }
+}
+
+/// What an upstream HTTP status means for the chain: `None` = the answer stands (2xx, or a 4xx
+/// that blames the request itself and would fail anywhere).
+pub fn classify_status(status: u16, _ep: &Endpoint) -> Option<FallbackReason> {
+    match status {
+        200..=299 => None,
+        400 | 413 | 422 => None,
+        408 => Some(FallbackReason::Timeout),
+        429 => Some(FallbackReason::RateLimited),
+        529 => Some(FallbackReason::Overloaded),
+        500..=599 => Some(FallbackReason::ServerError),
+        // 401/403/404 and the rest: this endpoint is misconfigured or gone; another may work.
+        _ => Some(FallbackReason::InvalidResponse),
+    }
+}

@@ -1,0 +1,153 @@
+//! `impl ProxyHttp`: each hook a few lines that hand over to the module that owns the work.
+//! `request_filter` answers every request itself (the dispatch engine owns the upstream leg, see
+//! `engine`), so `upstream_peer` is never reached; `logging` reports what happened.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use async_trait::async_trait;
+use pingora::prelude::*;
+use pingora::proxy::{ProxyHttp, Session};
+
+use crate::config::ConfigStore;
+use crate::ctx::RequestCtx;
+use crate::engine::Engine;
+use crate::error::{ErrorKind, GatewayError};
+use crate::ingress::{answers, auth, parse};
+use crate::route::plan;
+use crate::telemetry;
+
+pub struct Gateway {
+    pub store: Arc<ConfigStore>,
+    pub engine: Arc<Engine>,
+    ids: RequestIds,
+}
+
+impl Gateway {
+    pub fn new(store: Arc<ConfigStore>, engine: Arc<Engine>) -> Self {
+        Gateway {
+            store,
+            engine,
+            ids: RequestIds::new(),
+        }
+    }
+
+    async fn chat(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<(), GatewayError> {
+        let Some(cfg) = ctx.cfg.clone() else {
+            return Err(GatewayError::new(ErrorKind::Internal, "no config"));
+        };
+        ctx.is_chat = true;
+        let key = auth::authenticate(&cfg, session.req_header())?;
+        ctx.key = Some(key.clone());
+        check_content_type(session.req_header())?;
+        let opts = parse::options(&cfg, session.req_header())?;
+        let body = parse::read_body(session, cfg.gateway.max_body_bytes).await?;
+        let req = parse::chat_request(&body)?;
+        drop(body);
+        ctx.stream = req.stream;
+        ctx.logical_model = Some(req.model.clone());
+        let plan = plan::plan(&cfg, &key, &req)?;
+        ctx.chain = plan.chain;
+        ctx.router_version = plan.router_version;
+        self.engine.dispatch(session, ctx, &req, opts).await
+    }
+}
+
+fn check_content_type(h: &pingora::http::RequestHeader) -> Result<(), GatewayError> {
+    match h.headers.get(http::header::CONTENT_TYPE) {
+        None => Ok(()),
+        Some(v) if v.to_str().is_ok_and(|s| s.to_ascii_lowercase().contains("json")) => Ok(()),
+        Some(_) => Err(GatewayError::new(
+            ErrorKind::UnsupportedMediaType,
+            "`Content-Type` must be application/json",
+        )
+        .with_param("Content-Type")),
+    }
+}
+
+#[async_trait]
+impl ProxyHttp for Gateway {
+    type CTX = RequestCtx;
+
+    fn new_ctx(&self) -> RequestCtx {
+        RequestCtx::new(self.ids.next())
+    }
+
+    async fn request_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
+        let cfg = self.store.snapshot();
+        ctx.cfg = Some(cfg.clone());
+        let method = session.req_header().method.clone();
+        let path = session.req_header().uri.path().to_string();
+        let result = match (method.as_str(), path.as_str()) {
+            ("POST", "/v1/chat/completions") => {
+                let m = telemetry::metrics::get();
+                m.in_flight.inc();
+                let r = self.chat(session, ctx).await;
+                m.in_flight.dec();
+                r
+            }
+            ("GET", "/v1/models") => match auth::authenticate(&cfg, session.req_header()) {
+                Ok(key) => {
+                    answers::json(session, ctx, 200, answers::models(&cfg, &key)).await;
+                    Ok(())
+                }
+                Err(e) => Err(e),
+            },
+            ("GET", "/healthz") => {
+                answers::json(session, ctx, 200, br#"{"status":"ok"}"#.to_vec()).await;
+                Ok(())
+            }
+            ("GET", "/readyz") => {
+                answers::json(session, ctx, 200, answers::ready(&cfg)).await;
+                Ok(())
+            }
+            (_, "/v1/chat/completions" | "/v1/models" | "/healthz" | "/readyz") => Err(GatewayError::new(
+                ErrorKind::MethodNotAllowed,
+                format!("method {method} is not allowed on {path}"),
+            )),
+            _ => Err(GatewayError::new(ErrorKind::NotFound, format!("no route for {method} {path}"))),
+        };
+        if let Err(e) = result {
+            answers::error(session, ctx, e).await;
+        }
+        Ok(true)
+    }
+
+    async fn upstream_peer(&self, _session: &mut Session, _ctx: &mut RequestCtx) -> Result<Box<HttpPeer>> {
+        // Every request is answered in `request_filter`; reaching this is a bug, not a route.
+        Error::e_explain(ErrorType::InternalError, "signalbox answers every request in request_filter")
+    }
+
+    async fn logging(&self, session: &mut Session, _e: Option<&pingora::Error>, ctx: &mut RequestCtx) {
+        telemetry::record(session, ctx);
+    }
+}
+
+/// Request ids: a per-process random prefix and a counter; unique without a syscall per request.
+struct RequestIds {
+    prefix: u32,
+    counter: AtomicU64,
+}
+
+impl RequestIds {
+    fn new() -> Self {
+        let seed = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos() as u64)
+            .unwrap_or(0)
+            ^ ((std::process::id() as u64) << 32);
+        // splitmix64 finaliser: spreads the seed so restarts do not share prefixes.
+        let mut z = seed.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        RequestIds {
+            prefix: (z ^ (z >> 31)) as u32,
+            counter: AtomicU64::new(0),
+        }
+    }
+
+    fn next(&self) -> String {
+        let n = self.counter.fetch_add(1, Ordering::Relaxed);
+        format!("req_{:08x}{:010x}", self.prefix, n)
+    }
+}

@@ -1,0 +1,2 @@
+//! Which endpoints may serve a request, in what order.
+pub mod plan;

@@ -1,0 +1,79 @@
+//! Builds the Pingora server: the gateway listener, the admin listener and the background
+//! services (config reload).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use pingora::apps::HttpServerOptions;
+use pingora::server::Server;
+use pingora::server::configuration::Opt;
+use pingora::services::background::background_service;
+use pingora::services::listening::Service;
+
+use crate::admin::AdminApp;
+use crate::config::ConfigStore;
+use crate::config::reload::Reloader;
+use crate::engine::Engine;
+use crate::proxy::Gateway;
+
+pub fn run(opt: Opt, config_path: &str) -> Result<(), String> {
+    let store = match ConfigStore::open(config_path) {
+        Ok(s) => Arc::new(s),
+        Err(errors) => {
+            let list: Vec<String> = errors.iter().map(|e| format!("  {e}")).collect();
+            return Err(format!("{config_path}: {} error(s)\n{}", list.len(), list.join("\n")));
+        }
+    };
+    let cfg = store.snapshot();
+    init_logging(&cfg.logging.level);
+    crate::telemetry::access_log::init(&cfg.logging.access_log)
+        .map_err(|e| format!("logging.access_log: cannot open {}: {e}", cfg.logging.access_log))?;
+    crate::telemetry::metrics::get().config_version.set(cfg.version as i64);
+
+    // Pingora's ServerConf is not Clone; a serde round trip at start-up is the cheap way.
+    let server_conf = serde_json::to_value(&cfg.server)
+        .and_then(serde_json::from_value)
+        .map_err(|e| format!("server section: {e}"))?;
+    let mut server = Server::new_with_opt_and_conf(opt, server_conf);
+    server.bootstrap();
+
+    let engine = Arc::new(Engine::new(&server.configuration));
+    let gateway = Gateway::new(store.clone(), engine);
+    let mut options = HttpServerOptions::default();
+    options.h2c = cfg.gateway.h2c;
+    let mut proxy = pingora::proxy::ProxyServiceBuilder::new(&server.configuration, gateway)
+        .name("signalbox gateway")
+        .server_options(options)
+        .build();
+    for addr in &cfg.gateway.listen {
+        proxy.add_tcp(addr);
+    }
+    server.add_service(proxy);
+
+    if let Some(addr) = &cfg.admin.listen {
+        let mut admin = Service::new("signalbox admin".to_string(), AdminApp { store: store.clone() });
+        admin.add_tcp(addr);
+        server.add_service(admin);
+    }
+    server.add_service(background_service(
+        "config reload",
+        Reloader {
+            store,
+            poll: Duration::from_secs(1),
+        },
+    ));
+    tracing::info!(listen = ?cfg.gateway.listen, admin = ?cfg.admin.listen, version = cfg.version, "signalbox starting");
+    server.run_forever();
+}
+
+fn init_logging(level: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .or_else(|_| tracing_subscriber::EnvFilter::try_new(level))
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_target(false)
+        .try_init();
+}

@@ -1,0 +1,112 @@
+//! Prometheus metrics with the names users of LLM gateways expect. Every label value comes from
+//! config (endpoint ids, provider names) or a fixed set (status codes, reasons): never from free
+//! request text, so cardinality stays bounded whatever clients send.
+
+use std::sync::OnceLock;
+
+use prometheus::{
+    CounterVec, Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts,
+    Registry, TextEncoder,
+};
+
+pub struct Metrics {
+    pub registry: Registry,
+    pub requests: IntCounterVec,
+    pub request_duration: HistogramVec,
+    pub ttft: HistogramVec,
+    pub tokens: IntCounterVec,
+    pub cost_usd: CounterVec,
+    pub errors: IntCounterVec,
+    pub fallbacks: IntCounterVec,
+    pub attempts: IntCounterVec,
+    pub overhead: HistogramVec,
+    pub in_flight: IntGauge,
+    pub config_reloads: IntCounterVec,
+    pub config_version: IntGauge,
+    pub access_log_dropped: IntCounter,
+}
+
+static METRICS: OnceLock<Metrics> = OnceLock::new();
+
+pub fn get() -> &'static Metrics {
+    METRICS.get_or_init(Metrics::new)
+}
+
+// Registration of fresh, uniquely named metrics in a private registry cannot fail; a failure
+// here is a programming error caught by the first test run.
+fn reg<T: prometheus::core::Collector + Clone + 'static>(r: &Registry, m: T) -> T {
+    #[allow(clippy::expect_used)]
+    r.register(Box::new(m.clone())).expect("metric registration");
+    m
+}
+
+impl Metrics {
+    #[allow(clippy::expect_used)]
+    fn new() -> Self {
+        let r = Registry::new();
+        let latency_buckets = vec![
+            0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0,
+        ];
+        let overhead_buckets = vec![
+            0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1,
+        ];
+        Metrics {
+            requests: reg(&r, IntCounterVec::new(
+                Opts::new("llm_requests_total", "Chat completion requests by served endpoint, provider and HTTP status"),
+                &["model", "provider", "status"],
+            ).expect("metric")),
+            request_duration: reg(&r, HistogramVec::new(
+                HistogramOpts::new("llm_request_duration_seconds", "Whole request duration, gateway included")
+                    .buckets(latency_buckets.clone()),
+                &["model", "provider"],
+            ).expect("metric")),
+            ttft: reg(&r, HistogramVec::new(
+                HistogramOpts::new("llm_time_to_first_token_seconds", "Time from request start to the first content byte")
+                    .buckets(latency_buckets),
+                &["model", "provider"],
+            ).expect("metric")),
+            tokens: reg(&r, IntCounterVec::new(
+                Opts::new("llm_tokens_total", "Tokens by direction (input includes cached_input)"),
+                &["model", "provider", "direction"],
+            ).expect("metric")),
+            cost_usd: reg(&r, CounterVec::new(
+                Opts::new("llm_cost_usd_total", "Spend in USD from the configured prices"),
+                &["model", "provider"],
+            ).expect("metric")),
+            errors: reg(&r, IntCounterVec::new(
+                Opts::new("llm_errors_total", "Requests that ended in an error, by error type"),
+                &["error_type", "provider"],
+            ).expect("metric")),
+            fallbacks: reg(&r, IntCounterVec::new(
+                Opts::new("llm_fallbacks_total", "Attempts abandoned for the next chain member, by reason"),
+                &["provider", "reason"],
+            ).expect("metric")),
+            attempts: reg(&r, IntCounterVec::new(
+                Opts::new("llm_upstream_attempts_total", "Upstream attempts by endpoint and outcome"),
+                &["model", "provider", "outcome"],
+            ).expect("metric")),
+            overhead: reg(&r, HistogramVec::new(
+                HistogramOpts::new("signalbox_gateway_overhead_seconds", "Time spent in the gateway, upstream excluded")
+                    .buckets(overhead_buckets),
+                &["stream"],
+            ).expect("metric")),
+            in_flight: reg(&r, IntGauge::new("llm_requests_in_flight", "Chat requests being served").expect("metric")),
+            config_reloads: reg(&r, IntCounterVec::new(
+                Opts::new("signalbox_config_reloads_total", "Config reloads by result"),
+                &["result"],
+            ).expect("metric")),
+            config_version: reg(&r, IntGauge::new("signalbox_config_version", "Version of the live config").expect("metric")),
+            access_log_dropped: reg(&r, IntCounter::new(
+                "signalbox_access_log_dropped_total",
+                "Access-log lines dropped because the writer fell behind",
+            ).expect("metric")),
+            registry: r,
+        }
+    }
+
+    pub fn render(&self) -> Vec<u8> {
+        let mut buf = Vec::with_capacity(16 * 1024);
+        let _ = TextEncoder::new().encode(&self.registry.gather(), &mut buf);
+        buf
+    }
+}
