@@ -40,6 +40,8 @@ const MAX_REQUEST_BYTES: usize = 64 * 1024 * 1024;
 const STALL_LIMIT: Duration = Duration::from_secs(600);
 /// Bounds a write to a client that stopped reading, so such a client cannot pin a task forever.
 const WRITE_TIMEOUT: Duration = Duration::from_secs(120);
+/// Time for the h2 connection task to write queued DATA before a deliberate stream reset.
+const H2_RESET_GRACE: Duration = Duration::from_millis(50);
 
 #[derive(clap::Args, Debug, Clone)]
 pub struct EmulatorArgs {
@@ -549,6 +551,12 @@ impl Emulator {
                 Flow::Close
             }
             StreamEnd::Dropped | StreamEnd::StallExpired => {
+                if session.is_http2() {
+                    // h2 discards DATA frames still queued for a stream when it is reset, and
+                    // Pingora offers no "flushed" signal; without this pause the client would
+                    // see the reset but none of the chunks sent before it.
+                    tokio::time::sleep(H2_RESET_GRACE).await;
+                }
                 // H1: FIN mid chunked body, the client sees a truncated response.
                 // H2: RST_STREAM on this stream only, like a provider that gave up.
                 session.shutdown().await;

@@ -59,7 +59,13 @@ pub fn chat_request(body: &[u8]) -> Result<ChatRequest, GatewayError> {
         Err(e) => {
             let path = e.path().to_string();
             let inner = e.into_inner();
-            let (param, msg) = if path == "." || path.is_empty() || path.starts_with('?') {
+            // Broken JSON is the body's fault wherever the parser was; a wrong value is the
+            // field's.
+            let syntax = matches!(
+                inner.classify(),
+                serde_json::error::Category::Syntax | serde_json::error::Category::Eof
+            );
+            let (param, msg) = if syntax || path == "." || path.is_empty() || path.starts_with('?') {
                 ("body".to_string(), format!("invalid JSON body: {inner}"))
             } else {
                 (path.clone(), format!("invalid value for `{path}`: {inner}"))

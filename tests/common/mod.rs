@@ -1,0 +1,403 @@
+//! Test harness: real processes on free loopback ports (the `signalbox` binary as gateway and as
+//! emulator), a minimal blocking HTTP/1.1 client, and SIGINT on drop (Pingora's SIGTERM would
+//! wait out its grace period).
+
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_signalbox");
+pub const KEY: &str = "sk-test-key";
+
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port")
+}
+
+pub fn fixture(name: &str) -> String {
+    format!("{}/tests/fixtures/{name}", env!("CARGO_MANIFEST_DIR"))
+}
+
+pub struct Proc {
+    pub child: Child,
+    pub port: u16,
+    pub name: &'static str,
+}
+
+impl Proc {
+    pub fn signal(&self, sig: &str) {
+        let _ = Command::new("kill")
+            .args([&format!("-{sig}"), &self.child.id().to_string()])
+            .status();
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.port)
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        self.signal("INT");
+        let until = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < until {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub fn wait_port(port: u16, what: &str) {
+    let until = Instant::now() + Duration::from_secs(30);
+    while Instant::now() < until {
+        if TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    panic!("{what} did not listen on {port} within 30 s");
+}
+
+/// Starts an emulator on a free port.
+pub fn emulator(extra: &[&str]) -> Proc {
+    let port = free_port();
+    let mut cmd = Command::new(BIN);
+    cmd.args(["emulate", "--listen", &format!("127.0.0.1:{port}"), "--api-key", "sk-upstream"])
+        .args(extra)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    let child = cmd.spawn().expect("spawn emulator");
+    wait_port(port, "emulator");
+    Proc {
+        child,
+        port,
+        name: "emulator",
+    }
+}
+
+/// A TLS (h2 by ALPN) emulator for `localhost` signed by the test CA.
+pub fn tls_emulator() -> Proc {
+    let port = free_port();
+    let child = Command::new(BIN)
+        .args([
+            "emulate",
+            "--tls-listen",
+            &format!("127.0.0.1:{port}"),
+            "--tls-cert",
+            &fixture("localhost.pem"),
+            "--tls-key",
+            &fixture("localhost.key"),
+            "--api-key",
+            "sk-upstream",
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn tls emulator");
+    wait_port(port, "tls emulator");
+    Proc {
+        child,
+        port,
+        name: "tls emulator",
+    }
+}
+
+pub struct Gateway {
+    pub proc: Proc,
+    pub admin_port: u16,
+    pub config_path: std::path::PathBuf,
+    _dir: TempDir,
+}
+
+impl Gateway {
+    pub fn url(&self, path: &str) -> String {
+        self.proc.url(path)
+    }
+}
+
+pub struct TempDir(pub std::path::PathBuf);
+
+impl TempDir {
+    pub fn new() -> Self {
+        static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let p = std::env::temp_dir().join(format!(
+            "signalbox-test-{}-{}",
+            std::process::id(),
+            N.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+        ));
+        std::fs::create_dir_all(&p).expect("temp dir");
+        TempDir(p)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// The standard test config: `providers` is YAML for the `providers:` section (indented by two
+/// spaces), `models` likewise.
+pub fn config_yaml(port: u16, admin: u16, dir: &std::path::Path, providers: &str, models: &str) -> String {
+    format!(
+        r#"server:
+  threads: 2
+  grace_period_seconds: 1
+  graceful_shutdown_timeout_seconds: 3
+  pid_file: {dir}/signalbox.pid
+  upgrade_sock: {dir}/upgrade.sock
+gateway:
+  listen: ["127.0.0.1:{port}"]
+  max_body_bytes: 4194304
+admin:
+  listen: "127.0.0.1:{admin}"
+logging:
+  access_log: {dir}/access.log
+  level: warn
+providers:
+{providers}
+models:
+{models}
+keys:
+  test:
+    sha256: "{hash}"
+  limited:
+    sha256: "{hash2}"
+    models: ["small"]
+"#,
+        dir = dir.display(),
+        hash = sha256_hex(KEY),
+        hash2 = sha256_hex("sk-limited"),
+    )
+}
+
+pub fn sha256_hex(s: &str) -> String {
+    let out = Command::new(BIN).args(["hash-key", s]).output().expect("hash-key");
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+/// An OpenAI provider block for an emulator port.
+pub fn provider(name: &str, base_url: &str, models: &[(&str, &str)], extra: &str) -> String {
+    let mut s = format!(
+        "  {name}:\n    kind: openai\n    base_url: {base_url}\n    api_key: sk-upstream\n    connect_timeout_ms: 2000\n{extra}    models:\n"
+    );
+    for (m, upstream) in models {
+        s.push_str(&format!(
+            "      {m}:\n        upstream_model: \"{upstream}\"\n        price: {{input: 1.0, output: 2.0, cached_input: 0.5}}\n"
+        ));
+    }
+    s
+}
+
+pub fn start_gateway(providers: &str, models: &str) -> Gateway {
+    let dir = TempDir::new();
+    let port = free_port();
+    let admin_port = free_port();
+    let config_path = dir.0.join("signalbox.yaml");
+    std::fs::write(&config_path, config_yaml(port, admin_port, &dir.0, providers, models)).expect("write config");
+    let child = Command::new(BIN)
+        .args(["run", "-c", config_path.to_str().expect("utf8 path")])
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("spawn gateway");
+    wait_port(port, "gateway");
+    Gateway {
+        proc: Proc {
+            child,
+            port,
+            name: "gateway",
+        },
+        admin_port,
+        config_path,
+        _dir: dir,
+    }
+}
+
+// ---- a minimal HTTP/1.1 client -------------------------------------------------------------------
+
+#[derive(Debug)]
+pub struct Response {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+    pub elapsed: Duration,
+}
+
+impl Response {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.body)
+            .unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(&self.body)))
+    }
+
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+
+    /// The `data:` payloads of an SSE body.
+    pub fn sse_data(&self) -> Vec<String> {
+        self.text()
+            .split("\n\n")
+            .filter_map(|e| e.strip_prefix("data: ").map(str::to_string))
+            .collect()
+    }
+}
+
+pub struct Req<'a> {
+    pub method: &'a str,
+    pub port: u16,
+    pub path: &'a str,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+    pub timeout: Duration,
+}
+
+impl<'a> Req<'a> {
+    pub fn post(port: u16, path: &'a str, body: impl Into<Vec<u8>>) -> Self {
+        Req {
+            method: "POST",
+            port,
+            path,
+            headers: vec![
+                ("Authorization".into(), format!("Bearer {KEY}")),
+                ("Content-Type".into(), "application/json".into()),
+            ],
+            body: body.into(),
+            timeout: Duration::from_secs(30),
+        }
+    }
+
+    pub fn get(port: u16, path: &'a str) -> Self {
+        Req {
+            method: "GET",
+            port,
+            path,
+            headers: vec![("Authorization".into(), format!("Bearer {KEY}"))],
+            body: Vec::new(),
+            timeout: Duration::from_secs(30),
+        }
+    }
+
+    pub fn header(mut self, k: &str, v: &str) -> Self {
+        self.headers.retain(|(n, _)| !n.eq_ignore_ascii_case(k));
+        self.headers.push((k.into(), v.into()));
+        self
+    }
+
+    pub fn no_header(mut self, k: &str) -> Self {
+        self.headers.retain(|(n, _)| !n.eq_ignore_ascii_case(k));
+        self
+    }
+
+    pub fn send(self) -> Response {
+        self.try_send().unwrap_or_else(|e| panic!("request failed: {e}"))
+    }
+
+    pub fn try_send(self) -> std::io::Result<Response> {
+        let start = Instant::now();
+        let mut s = TcpStream::connect(("127.0.0.1", self.port))?;
+        s.set_read_timeout(Some(self.timeout))?;
+        s.set_nodelay(true)?;
+        let mut head = format!(
+            "{} {} HTTP/1.1\r\nHost: 127.0.0.1:{}\r\nContent-Length: {}\r\nConnection: close\r\n",
+            self.method,
+            self.path,
+            self.port,
+            self.body.len()
+        );
+        for (k, v) in &self.headers {
+            head.push_str(&format!("{k}: {v}\r\n"));
+        }
+        head.push_str("\r\n");
+        s.write_all(head.as_bytes())?;
+        s.write_all(&self.body)?;
+        read_response(s, start)
+    }
+}
+
+pub fn read_response(s: TcpStream, start: Instant) -> std::io::Result<Response> {
+    let mut r = BufReader::new(s);
+    let mut line = String::new();
+    r.read_line(&mut line)?;
+    let status: u16 = line
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(|| std::io::Error::other(format!("bad status line {line:?}")))?;
+    let mut headers = Vec::new();
+    loop {
+        line.clear();
+        r.read_line(&mut line)?;
+        let l = line.trim_end();
+        if l.is_empty() {
+            break;
+        }
+        if let Some((k, v)) = l.split_once(':') {
+            headers.push((k.trim().to_string(), v.trim().to_string()));
+        }
+    }
+    let get = |n: &str| {
+        headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(n))
+            .map(|(_, v)| v.clone())
+    };
+    let mut body = Vec::new();
+    if get("transfer-encoding").is_some_and(|v| v.eq_ignore_ascii_case("chunked")) {
+        loop {
+            line.clear();
+            r.read_line(&mut line)?;
+            let size = usize::from_str_radix(line.trim(), 16)
+                .map_err(|_| std::io::Error::other(format!("bad chunk size {line:?}")))?;
+            if size == 0 {
+                break;
+            }
+            let mut chunk = vec![0; size];
+            r.read_exact(&mut chunk)?;
+            body.extend_from_slice(&chunk);
+            line.clear();
+            r.read_line(&mut line)?;
+        }
+    } else if let Some(n) = get("content-length").and_then(|v| v.parse::<usize>().ok()) {
+        body.resize(n, 0);
+        r.read_exact(&mut body)?;
+    } else {
+        r.read_to_end(&mut body)?;
+    }
+    Ok(Response {
+        status,
+        headers,
+        body,
+        elapsed: start.elapsed(),
+    })
+}
+
+pub fn chat(model: &str, stream: bool) -> String {
+    serde_json::json!({
+        "model": model,
+        "stream": stream,
+        "messages": [{"role": "user", "content": "Say hello"}],
+    })
+    .to_string()
+}
+
+pub fn emulator_stats(emu: &Proc) -> serde_json::Value {
+    let r = Req::get(emu.port, "/_emulator/stats").send();
+    r.json()
+}
