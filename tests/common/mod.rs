@@ -326,7 +326,8 @@ impl<'a> Req<'a> {
         }
         head.push_str("\r\n");
         s.write_all(head.as_bytes())?;
-        s.write_all(&self.body)?;
+        // A server may answer (413) and close before the body is sent; read its answer anyway.
+        let _ = s.write_all(&self.body);
         read_response(s, start)
     }
 }
