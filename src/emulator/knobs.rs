@@ -3,6 +3,23 @@
 //!
 //! The model string is the one field every gateway forwards untouched to every wire format, so
 //! tests can steer the emulator through a gateway without any side channel.
+//!
+//! | knob | effect |
+//! |---|---|
+//! | `status=N` | answer with HTTP N (200 or 400-599) and a provider error body |
+//! | `retry_after=S` | add `Retry-After: S` to error responses |
+//! | `fail_first=N` | the first N requests for this exact model string fail with `status` (default 503) |
+//! | `latency_ms=N` | sleep before the response header |
+//! | `ttft_ms=N` | streams: sleep between header and first chunk; non-streams: added to latency |
+//! | `tps=N` | stream pace in tokens per second (0 = unpaced, events coalesced into one write) |
+//! | `tokens=N` | completion tokens to generate |
+//! | `stall_after=N` | streams: after N content chunks go silent (up to 10 min, ends when the client leaves) |
+//! | `drop_after=N` | streams: after N content chunks abort (H1: FIN mid-body; H2: RST_STREAM) |
+//! | `error_event=before\|N` | streams: 200, then an in-band error event (after N content chunks) and a clean end |
+//! | `body_bytes=N` | non-streams: pad the text content to N bytes |
+//!
+//! Unknown knobs and unparsable values are 400 errors naming the knob. Stream knobs whose N
+//! exceeds the number of content chunks never fire.
 
 use std::fmt;
 

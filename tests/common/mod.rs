@@ -43,6 +43,9 @@ impl Proc {
 
 impl Drop for Proc {
     fn drop(&mut self) {
+        if let Ok(Some(_)) = self.child.try_wait() {
+            return;
+        }
         self.signal("INT");
         let until = Instant::now() + Duration::from_secs(10);
         while Instant::now() < until {

@@ -1,0 +1,111 @@
+"""Starts the real gateway and two emulators on free loopback ports for the SDK tests.
+
+The binary comes from SIGNALBOX_BIN (set by .ci/run) or the default cargo target dir.
+Servers are stopped with SIGINT: Pingora's SIGTERM would wait out its grace period.
+"""
+import hashlib
+import os
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+
+import pytest
+
+KEY = "sk-python-tests"
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_port(port, what, timeout=30):
+    end = time.time() + timeout
+    while time.time() < end:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+            return
+        except OSError:
+            time.sleep(0.02)
+    raise RuntimeError(f"{what} did not listen on {port}")
+
+
+def binary():
+    b = os.environ.get("SIGNALBOX_BIN")
+    if b:
+        return b
+    target = os.environ.get("CARGO_TARGET_DIR", os.path.expanduser("~/.cache/signalbox-target"))
+    return os.path.join(target, "debug", "signalbox")
+
+
+def stop(proc):
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGINT)
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+@pytest.fixture(scope="session")
+def gateway():
+    bin_ = binary()
+    procs = []
+    try:
+        ports = {}
+        for name in ("a", "b"):
+            port = free_port()
+            procs.append(subprocess.Popen(
+                [bin_, "emulate", "--listen", f"127.0.0.1:{port}", "--api-key", "sk-up", "--name", name],
+                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+            wait_port(port, f"emulator {name}")
+            ports[name] = port
+        gw_port, admin_port = free_port(), free_port()
+        tmp = tempfile.mkdtemp(prefix="signalbox-py-")
+        cfg = os.path.join(tmp, "signalbox.yaml")
+        with open(cfg, "w") as f:
+            f.write(f"""
+server:
+  threads: 2
+  grace_period_seconds: 1
+  graceful_shutdown_timeout_seconds: 2
+  pid_file: {tmp}/pid
+  upgrade_sock: {tmp}/upgrade.sock
+gateway:
+  listen: ["127.0.0.1:{gw_port}"]
+admin:
+  listen: "127.0.0.1:{admin_port}"
+logging:
+  access_log: {tmp}/access.log
+  level: warn
+providers:
+  emu-a:
+    kind: openai
+    base_url: http://127.0.0.1:{ports['a']}/v1
+    api_key: sk-up
+    models:
+      flaky: {{upstream_model: "gpt-4o-mini?status=503", price: {{input: 0.15, output: 0.6}}}}
+  emu-b:
+    kind: openai
+    base_url: http://127.0.0.1:{ports['b']}/v1
+    api_key: sk-up
+    models:
+      gpt-4o-mini: {{price: {{input: 0.15, output: 0.6}}}}
+models:
+  gpt-4o-mini:
+    deployments: [emu-a/flaky, emu-b/gpt-4o-mini]
+keys:
+  python:
+    sha256: "{hashlib.sha256(KEY.encode()).hexdigest()}"
+""")
+        gw = subprocess.Popen([bin_, "run", "-c", cfg], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        procs.append(gw)
+        wait_port(gw_port, "gateway")
+        yield {"base_url": f"http://127.0.0.1:{gw_port}/v1", "api_key": KEY, "access_log": f"{tmp}/access.log"}
+    finally:
+        for p in reversed(procs):
+            stop(p)
