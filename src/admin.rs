@@ -27,7 +27,11 @@ fn reply(status: u16, ctype: &str, body: Vec<u8>) -> Response<Vec<u8>> {
 }
 
 fn json(status: u16, v: serde_json::Value) -> Response<Vec<u8>> {
-    reply(status, "application/json", serde_json::to_vec(&v).unwrap_or_default())
+    reply(
+        status,
+        "application/json",
+        serde_json::to_vec(&v).unwrap_or_default(),
+    )
 }
 
 #[async_trait]
@@ -42,7 +46,10 @@ impl ServeHttp for AdminApp {
                 .and_then(|v| v.as_bytes().strip_prefix(b"Bearer "))
                 .map(|k| -> [u8; 32] { Sha256::digest(k.trim_ascii()).into() });
             if !presented.is_some_and(|p| bool::from(p.ct_eq(&expected))) {
-                return json(401, serde_json::json!({"error": {"message": "admin token required", "type": "authentication_error", "code": "invalid_api_key", "param": "Authorization"}}));
+                return json(
+                    401,
+                    serde_json::json!({"error": {"message": "admin token required", "type": "authentication_error", "code": "invalid_api_key", "param": "Authorization"}}),
+                );
             }
         }
         let method = s.req_header().method.as_str().to_string();
@@ -87,12 +94,21 @@ impl ServeHttp for AdminApp {
             ("POST", "/admin/reload") => {
                 let store = self.store.clone();
                 match tokio::task::spawn_blocking(move || store.reload("admin")).await {
-                    Ok(Ok(c)) => json(200, serde_json::json!({"status": "ok", "version": c.version, "hash": c.hash})),
-                    Ok(Err(errors)) => json(400, serde_json::json!({"status": "rejected", "errors": errors})),
+                    Ok(Ok(c)) => json(
+                        200,
+                        serde_json::json!({"status": "ok", "version": c.version, "hash": c.hash}),
+                    ),
+                    Ok(Err(errors)) => json(
+                        400,
+                        serde_json::json!({"status": "rejected", "errors": errors}),
+                    ),
                     Err(_) => json(500, serde_json::json!({"status": "failed"})),
                 }
             }
-            _ => json(404, serde_json::json!({"error": {"message": format!("no admin route for {method} {path}"), "type": "invalid_request_error", "code": "not_found", "param": null}})),
+            _ => json(
+                404,
+                serde_json::json!({"error": {"message": format!("no admin route for {method} {path}"), "type": "invalid_request_error", "code": "not_found", "param": null}}),
+            ),
         }
     }
 }

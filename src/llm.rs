@@ -47,9 +47,9 @@ impl ChatRequest {
     /// True when any message carries an image part.
     pub fn has_images(&self) -> bool {
         self.messages.iter().any(|m| match &m.content {
-            Some(Content::Parts(parts)) => {
-                parts.iter().any(|p| matches!(p, ContentPart::ImageUrl { .. }))
-            }
+            Some(Content::Parts(parts)) => parts
+                .iter()
+                .any(|p| matches!(p, ContentPart::ImageUrl { .. })),
             _ => false,
         })
     }
@@ -109,10 +109,7 @@ pub enum Content {
 #[derive(Debug)]
 pub enum ContentPart {
     Text(String),
-    ImageUrl {
-        url: String,
-        detail: Option<String>,
-    },
+    ImageUrl { url: String, detail: Option<String> },
     Other(Box<RawValue>),
 }
 
@@ -165,7 +162,9 @@ fn set_once<T>(slot: &mut Option<T>, value: T, field: &'static str) -> Result<()
 }
 
 /// Accepts `null` as "absent", as OpenAI does for optional fields.
-fn next_opt<'de, A: MapAccess<'de>, T: Deserialize<'de>>(map: &mut A) -> Result<Option<T>, A::Error> {
+fn next_opt<'de, A: MapAccess<'de>, T: Deserialize<'de>>(
+    map: &mut A,
+) -> Result<Option<T>, A::Error> {
     map.next_value::<Option<T>>()
 }
 
@@ -282,9 +281,8 @@ impl<'de> Deserialize<'de> for Message {
                 };
                 while let Some(key) = map.next_key::<std::borrow::Cow<'de, str>>()? {
                     match key.as_ref() {
-                        "role" => {
-                            set_once(&mut role, map.next_value()?, "role").map_err(de::Error::custom)?
-                        }
+                        "role" => set_once(&mut role, map.next_value()?, "role")
+                            .map_err(de::Error::custom)?,
                         "content" => m.content = next_opt(&mut map)?,
                         "name" => m.name = next_opt(&mut map)?,
                         "tool_calls" => m.tool_calls = next_opt(&mut map)?,
@@ -353,7 +351,9 @@ impl<'de> Deserialize<'de> for ContentPart {
             "image_url" => match probe.image_url {
                 Some(ImageUrl::Obj { url, detail }) => Ok(ContentPart::ImageUrl { url, detail }),
                 Some(ImageUrl::Str(url)) => Ok(ContentPart::ImageUrl { url, detail: None }),
-                None => Err(de::Error::custom("an `image_url` part needs `image_url.url`")),
+                None => Err(de::Error::custom(
+                    "an `image_url` part needs `image_url.url`",
+                )),
             },
             _ => Ok(ContentPart::Other(raw)),
         }
@@ -468,7 +468,9 @@ mod tests {
         .unwrap();
         assert!(r.has_images());
         let out = serde_json::to_string(&r.messages[0]).unwrap();
-        assert!(out.contains(r#"{"type":"input_audio","input_audio":{"data":"AAA","format":"wav"}}"#));
+        assert!(
+            out.contains(r#"{"type":"input_audio","input_audio":{"data":"AAA","format":"wav"}}"#)
+        );
         assert!(out.contains(r#""image_url":{"url":"https://x/y.png","detail":"low"}"#));
     }
 

@@ -9,7 +9,11 @@ use clap::{Parser, Subcommand};
 static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
 #[derive(Parser)]
-#[command(name = "signalbox", version, about = "An LLM gateway for agent workloads, on Pingora")]
+#[command(
+    name = "signalbox",
+    version,
+    about = "An LLM gateway for agent workloads, on Pingora"
+)]
 struct Cli {
     #[command(subcommand)]
     cmd: Cmd,
@@ -20,7 +24,11 @@ enum Cmd {
     /// Run the gateway.
     Run {
         /// The config file (YAML).
-        #[arg(short = 'c', long = "config", default_value = "/etc/signalbox/signalbox.yaml")]
+        #[arg(
+            short = 'c',
+            long = "config",
+            default_value = "/etc/signalbox/signalbox.yaml"
+        )]
         config: String,
         /// Run in the background (Pingora daemon mode).
         #[arg(short, long)]
@@ -33,14 +41,10 @@ enum Cmd {
         test: bool,
     },
     /// Validate a config file; prints every error with its key path.
-    CheckConfig {
-        file: String,
-    },
+    CheckConfig { file: String },
     /// Print the SHA-256 to put in `keys.<id>.sha256`. Reads the key from stdin when not given
     /// (keeps it out of shell history).
-    HashKey {
-        key: Option<String>,
-    },
+    HashKey { key: Option<String> },
     /// Run the provider emulator (tests, load tests, the offline demo).
     Emulate(signalbox::emulator::EmulatorArgs),
 }

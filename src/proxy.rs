@@ -56,7 +56,12 @@ impl Gateway {
 fn check_content_type(h: &pingora::http::RequestHeader) -> Result<(), GatewayError> {
     match h.headers.get(http::header::CONTENT_TYPE) {
         None => Ok(()),
-        Some(v) if v.to_str().is_ok_and(|s| s.to_ascii_lowercase().contains("json")) => Ok(()),
+        Some(v)
+            if v.to_str()
+                .is_ok_and(|s| s.to_ascii_lowercase().contains("json")) =>
+        {
+            Ok(())
+        }
         Some(_) => Err(GatewayError::new(
             ErrorKind::UnsupportedMediaType,
             "`Content-Type` must be application/json",
@@ -101,11 +106,16 @@ impl ProxyHttp for Gateway {
                 answers::json(session, ctx, 200, answers::ready(&cfg)).await;
                 Ok(())
             }
-            (_, "/v1/chat/completions" | "/v1/models" | "/healthz" | "/readyz") => Err(GatewayError::new(
-                ErrorKind::MethodNotAllowed,
-                format!("method {method} is not allowed on {path}"),
+            (_, "/v1/chat/completions" | "/v1/models" | "/healthz" | "/readyz") => {
+                Err(GatewayError::new(
+                    ErrorKind::MethodNotAllowed,
+                    format!("method {method} is not allowed on {path}"),
+                ))
+            }
+            _ => Err(GatewayError::new(
+                ErrorKind::NotFound,
+                format!("no route for {method} {path}"),
             )),
-            _ => Err(GatewayError::new(ErrorKind::NotFound, format!("no route for {method} {path}"))),
         };
         if let Err(e) = result {
             answers::error(session, ctx, e).await;
@@ -113,12 +123,24 @@ impl ProxyHttp for Gateway {
         Ok(true)
     }
 
-    async fn upstream_peer(&self, _session: &mut Session, _ctx: &mut RequestCtx) -> Result<Box<HttpPeer>> {
+    async fn upstream_peer(
+        &self,
+        _session: &mut Session,
+        _ctx: &mut RequestCtx,
+    ) -> Result<Box<HttpPeer>> {
         // Every request is answered in `request_filter`; reaching this is a bug, not a route.
-        Error::e_explain(ErrorType::InternalError, "signalbox answers every request in request_filter")
+        Error::e_explain(
+            ErrorType::InternalError,
+            "signalbox answers every request in request_filter",
+        )
     }
 
-    async fn logging(&self, session: &mut Session, _e: Option<&pingora::Error>, ctx: &mut RequestCtx) {
+    async fn logging(
+        &self,
+        session: &mut Session,
+        _e: Option<&pingora::Error>,
+        ctx: &mut RequestCtx,
+    ) {
         telemetry::record(session, ctx);
     }
 }

@@ -21,14 +21,24 @@ pub fn run(opt: Opt, config_path: &str) -> Result<(), String> {
         Ok(s) => Arc::new(s),
         Err(errors) => {
             let list: Vec<String> = errors.iter().map(|e| format!("  {e}")).collect();
-            return Err(format!("{config_path}: {} error(s)\n{}", list.len(), list.join("\n")));
+            return Err(format!(
+                "{config_path}: {} error(s)\n{}",
+                list.len(),
+                list.join("\n")
+            ));
         }
     };
     let cfg = store.snapshot();
     init_logging(&cfg.logging.level);
-    crate::telemetry::access_log::init(&cfg.logging.access_log)
-        .map_err(|e| format!("logging.access_log: cannot open {}: {e}", cfg.logging.access_log))?;
-    crate::telemetry::metrics::get().config_version.set(cfg.version as i64);
+    crate::telemetry::access_log::init(&cfg.logging.access_log).map_err(|e| {
+        format!(
+            "logging.access_log: cannot open {}: {e}",
+            cfg.logging.access_log
+        )
+    })?;
+    crate::telemetry::metrics::get()
+        .config_version
+        .set(cfg.version as i64);
 
     // Pingora's ServerConf is not Clone; a serde round trip at start-up is the cheap way.
     let server_conf = serde_json::to_value(&cfg.server)
@@ -51,7 +61,12 @@ pub fn run(opt: Opt, config_path: &str) -> Result<(), String> {
     server.add_service(proxy);
 
     if let Some(addr) = &cfg.admin.listen {
-        let mut admin = Service::new("signalbox admin".to_string(), AdminApp { store: store.clone() });
+        let mut admin = Service::new(
+            "signalbox admin".to_string(),
+            AdminApp {
+                store: store.clone(),
+            },
+        );
         admin.add_tcp(addr);
         server.add_service(admin);
     }

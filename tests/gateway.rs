@@ -7,9 +7,24 @@ use std::time::{Duration, Instant};
 
 use common::*;
 
-fn two_providers(a: &Proc, b: &Proc, a_models: &[(&str, &str)], b_models: &[(&str, &str)]) -> String {
-    let mut s = provider("emu-a", &format!("http://127.0.0.1:{}/v1", a.port), a_models, "");
-    s.push_str(&provider("emu-b", &format!("http://127.0.0.1:{}/v1", b.port), b_models, ""));
+fn two_providers(
+    a: &Proc,
+    b: &Proc,
+    a_models: &[(&str, &str)],
+    b_models: &[(&str, &str)],
+) -> String {
+    let mut s = provider(
+        "emu-a",
+        &format!("http://127.0.0.1:{}/v1", a.port),
+        a_models,
+        "",
+    );
+    s.push_str(&provider(
+        "emu-b",
+        &format!("http://127.0.0.1:{}/v1", b.port),
+        b_models,
+        "",
+    ));
     s
 }
 
@@ -17,21 +32,40 @@ fn two_providers(a: &Proc, b: &Proc, a_models: &[(&str, &str)], b_models: &[(&st
 fn non_streaming_call_reports_endpoint_cost_and_usage() {
     let a = emulator(&[]);
     let gw = start_gateway(
-        &provider("emu-a", &format!("http://127.0.0.1:{}/v1", a.port), &[("small", "gpt-4o-mini")], ""),
+        &provider(
+            "emu-a",
+            &format!("http://127.0.0.1:{}/v1", a.port),
+            &[("small", "gpt-4o-mini")],
+            "",
+        ),
         "  small-logical:\n    deployments: [emu-a/small]",
     );
-    let r = Req::post(gw.proc.port, "/v1/chat/completions", chat("emu-a/small", false)).send();
+    let r = Req::post(
+        gw.proc.port,
+        "/v1/chat/completions",
+        chat("emu-a/small", false),
+    )
+    .send();
     assert_eq!(r.status, 200, "{}", r.text());
     assert_eq!(r.header("x-signalbox-endpoint"), Some("emu-a/small"));
     assert_eq!(r.header("x-signalbox-attempts"), Some("emu-a/small:ok"));
     assert_eq!(r.header("x-signalbox-router-version"), Some("v1"));
-    assert!(r.header("x-signalbox-request-id").is_some_and(|v| v.starts_with("req_")));
+    assert!(
+        r.header("x-signalbox-request-id")
+            .is_some_and(|v| v.starts_with("req_"))
+    );
     assert!(r.header("x-signalbox-overhead-ms").is_some());
     let v = r.json();
     let u = &v["usage"];
-    let (p, c) = (u["prompt_tokens"].as_f64().unwrap(), u["completion_tokens"].as_f64().unwrap());
+    let (p, c) = (
+        u["prompt_tokens"].as_f64().unwrap(),
+        u["completion_tokens"].as_f64().unwrap(),
+    );
     let expect = p * 1e-6 + c * 2e-6;
-    assert!((u["cost_usd"].as_f64().unwrap() - expect).abs() < 1e-9, "{u}");
+    assert!(
+        (u["cost_usd"].as_f64().unwrap() - expect).abs() < 1e-9,
+        "{u}"
+    );
     let hdr: f64 = r.header("x-signalbox-cost-usd").unwrap().parse().unwrap();
     assert!((hdr - expect).abs() < 1e-9);
     assert_eq!(u["prompt_tokens_details"]["cached_tokens"], 0);
@@ -41,11 +75,21 @@ fn non_streaming_call_reports_endpoint_cost_and_usage() {
     assert_eq!(stats["last_authorization_ok"], true);
 
     // Logical model and /v1/models.
-    let r = Req::post(gw.proc.port, "/v1/chat/completions", chat("small-logical", false)).send();
+    let r = Req::post(
+        gw.proc.port,
+        "/v1/chat/completions",
+        chat("small-logical", false),
+    )
+    .send();
     assert_eq!(r.status, 200);
     assert_eq!(r.header("x-signalbox-logical-model"), Some("small-logical"));
     let models = Req::get(gw.proc.port, "/v1/models").send().json();
-    let ids: Vec<&str> = models["data"].as_array().unwrap().iter().map(|m| m["id"].as_str().unwrap()).collect();
+    let ids: Vec<&str> = models["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["id"].as_str().unwrap())
+        .collect();
     assert_eq!(ids, vec!["small-logical", "emu-a/small"]);
 
     // The access log has the request and no prompt text.
@@ -59,11 +103,21 @@ fn non_streaming_call_reports_endpoint_cost_and_usage() {
 fn streaming_usage_chunk_follows_openai_semantics() {
     let a = emulator(&[]);
     let gw = start_gateway(
-        &provider("emu-a", &format!("http://127.0.0.1:{}/v1", a.port), &[("small", "gpt-4o-mini")], ""),
+        &provider(
+            "emu-a",
+            &format!("http://127.0.0.1:{}/v1", a.port),
+            &[("small", "gpt-4o-mini")],
+            "",
+        ),
         "  {}",
     );
     // Without include_usage: the gateway still asks upstream, but forwards no usage chunk.
-    let r = Req::post(gw.proc.port, "/v1/chat/completions", chat("emu-a/small", true)).send();
+    let r = Req::post(
+        gw.proc.port,
+        "/v1/chat/completions",
+        chat("emu-a/small", true),
+    )
+    .send();
     assert_eq!(r.status, 200);
     assert_eq!(r.header("content-type"), Some("text/event-stream"));
     let data = r.sse_data();
@@ -87,16 +141,31 @@ fn falls_over_on_429_with_a_one_mib_body() {
     let a = emulator(&[]);
     let b = emulator(&[]);
     let gw = start_gateway(
-        &two_providers(&a, &b, &[("m", "gpt-4o-mini?status=429&retry_after=1")], &[("m", "gpt-4o-mini")]),
+        &two_providers(
+            &a,
+            &b,
+            &[("m", "gpt-4o-mini?status=429&retry_after=1")],
+            &[("m", "gpt-4o-mini")],
+        ),
         "  chain:\n    deployments: [emu-a/m, emu-b/m]",
     );
     let big = "x".repeat(1024 * 1024);
-    let body = serde_json::json!({"model":"chain","messages":[{"role":"user","content": big}]}).to_string();
+    let body = serde_json::json!({"model":"chain","messages":[{"role":"user","content": big}]})
+        .to_string();
     let r = Req::post(gw.proc.port, "/v1/chat/completions", body.clone()).send();
     assert_eq!(r.status, 200, "{}", r.text());
-    assert_eq!(r.header("x-signalbox-attempts"), Some("emu-a/m:rate_limited,emu-b/m:ok"));
-    assert_eq!(r.header("x-signalbox-fallback-reason"), Some("rate_limited"));
-    assert_eq!(r.header("x-signalbox-fallback-chain"), Some("emu-a/m,emu-b/m"));
+    assert_eq!(
+        r.header("x-signalbox-attempts"),
+        Some("emu-a/m:rate_limited,emu-b/m:ok")
+    );
+    assert_eq!(
+        r.header("x-signalbox-fallback-reason"),
+        Some("rate_limited")
+    );
+    assert_eq!(
+        r.header("x-signalbox-fallback-chain"),
+        Some("emu-a/m,emu-b/m")
+    );
     assert_eq!(r.header("x-signalbox-endpoint"), Some("emu-b/m"));
     // Both providers received the whole re-encoded body.
     for emu in [&a, &b] {
@@ -113,7 +182,12 @@ fn falls_over_on_429_with_a_one_mib_body() {
 fn falls_over_on_refused_5xx_and_in_band_errors() {
     let b = emulator(&[]);
     let dead = free_port();
-    let mut providers = provider("dead", &format!("http://127.0.0.1:{dead}/v1"), &[("m", "gpt-4o-mini")], "");
+    let mut providers = provider(
+        "dead",
+        &format!("http://127.0.0.1:{dead}/v1"),
+        &[("m", "gpt-4o-mini")],
+        "",
+    );
     providers.push_str(&provider(
         "emu-b",
         &format!("http://127.0.0.1:{}/v1", b.port),
@@ -151,8 +225,16 @@ fn falls_over_on_refused_5xx_and_in_band_errors() {
     assert_eq!(r.status, 502);
     let v = r.json();
     assert_eq!(v["error"]["code"], "upstream_error");
-    assert!(v["error"]["message"].as_str().unwrap().contains("emu-b/e503:server_error"));
-    assert_eq!(r.header("x-signalbox-attempts"), Some("emu-b/e503:server_error,dead/m:connect_error"));
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("emu-b/e503:server_error")
+    );
+    assert_eq!(
+        r.header("x-signalbox-attempts"),
+        Some("emu-b/e503:server_error,dead/m:connect_error")
+    );
     // A 400 blames the request: no fallover, the client hears why.
     let r = Req::post(gw.proc.port, "/v1/chat/completions", chat("badreq", false)).send();
     assert_eq!(r.status, 400);
@@ -177,15 +259,25 @@ fn deadline_cancels_the_upstream_call() {
     );
     // Before the first byte: a 504 JSON error near the budget, and the provider sees the cancel.
     let t = Instant::now();
-    let r = Req::post(gw.proc.port, "/v1/chat/completions", chat("emu-a/slow", false))
-        .header("X-Signalbox-Max-Latency-Ms", "500")
-        .send();
+    let r = Req::post(
+        gw.proc.port,
+        "/v1/chat/completions",
+        chat("emu-a/slow", false),
+    )
+    .header("X-Signalbox-Max-Latency-Ms", "500")
+    .send();
     let took = t.elapsed();
     assert_eq!(r.status, 504, "{}", r.text());
     assert_eq!(r.json()["error"]["code"], "max_latency_exceeded");
     assert_eq!(r.json()["error"]["type"], "timeout");
-    assert!(took >= Duration::from_millis(450) && took < Duration::from_secs(5), "{took:?}");
-    wait_for(|| emulator_stats(&a)["disconnects"].as_u64().unwrap_or(0) >= 1, "emulator to see the cancel");
+    assert!(
+        took >= Duration::from_millis(450) && took < Duration::from_secs(5),
+        "{took:?}"
+    );
+    wait_for(
+        || emulator_stats(&a)["disconnects"].as_u64().unwrap_or(0) >= 1,
+        "emulator to see the cancel",
+    );
 
     // After the first byte: the stream ends with an error event and a clean end.
     for model in ["emu-a/slowstream", "emu-a/stall"] {
@@ -198,7 +290,12 @@ fn deadline_cancels_the_upstream_call() {
         assert_eq!(r.status, 200);
         let data = r.sse_data();
         let last: serde_json::Value = serde_json::from_str(data.last().unwrap()).unwrap();
-        assert_eq!(last["error"]["code"], "max_latency_exceeded", "{model}: {}", r.text());
+        assert_eq!(
+            last["error"]["code"],
+            "max_latency_exceeded",
+            "{model}: {}",
+            r.text()
+        );
         assert!(took < Duration::from_secs(5), "{model}: {took:?}");
         wait_for(
             || emulator_stats(&a)["disconnects"].as_u64().unwrap_or(0) > before,
@@ -211,10 +308,20 @@ fn deadline_cancels_the_upstream_call() {
 fn mid_stream_drop_ends_with_an_error_event() {
     let a = emulator(&[]);
     let gw = start_gateway(
-        &provider("emu-a", &format!("http://127.0.0.1:{}/v1", a.port), &[("drop", "gpt-4o-mini?drop_after=3")], ""),
+        &provider(
+            "emu-a",
+            &format!("http://127.0.0.1:{}/v1", a.port),
+            &[("drop", "gpt-4o-mini?drop_after=3")],
+            "",
+        ),
         "  {}",
     );
-    let r = Req::post(gw.proc.port, "/v1/chat/completions", chat("emu-a/drop", true)).send();
+    let r = Req::post(
+        gw.proc.port,
+        "/v1/chat/completions",
+        chat("emu-a/drop", true),
+    )
+    .send();
     assert_eq!(r.status, 200);
     let data = r.sse_data();
     let last: serde_json::Value = serde_json::from_str(data.last().unwrap()).unwrap();
@@ -229,7 +336,10 @@ fn ttft_budget_falls_over() {
         &provider(
             "emu-a",
             &format!("http://127.0.0.1:{}/v1", a.port),
-            &[("slowfirst", "gpt-4o-mini?ttft_ms=5000"), ("ok", "gpt-4o-mini")],
+            &[
+                ("slowfirst", "gpt-4o-mini?ttft_ms=5000"),
+                ("ok", "gpt-4o-mini"),
+            ],
             "",
         ),
         "  m:\n    deployments: [emu-a/slowfirst, emu-a/ok]",
@@ -239,7 +349,10 @@ fn ttft_budget_falls_over() {
         .header("X-Signalbox-Max-TTFT-Ms", "300")
         .send();
     assert_eq!(r.status, 200);
-    assert_eq!(r.header("x-signalbox-attempts"), Some("emu-a/slowfirst:ttft_timeout,emu-a/ok:ok"));
+    assert_eq!(
+        r.header("x-signalbox-attempts"),
+        Some("emu-a/slowfirst:ttft_timeout,emu-a/ok:ok")
+    );
     assert!(t.elapsed() < Duration::from_secs(4));
 }
 
@@ -247,7 +360,12 @@ fn ttft_budget_falls_over() {
 fn bad_input_gets_a_clear_answer() {
     let a = emulator(&[]);
     let gw = start_gateway(
-        &provider("emu-a", &format!("http://127.0.0.1:{}/v1", a.port), &[("small", "gpt-4o-mini")], ""),
+        &provider(
+            "emu-a",
+            &format!("http://127.0.0.1:{}/v1", a.port),
+            &[("small", "gpt-4o-mini")],
+            "",
+        ),
         "  small:\n    deployments: [emu-a/small]",
     );
     let p = gw.proc.port;
@@ -261,42 +379,92 @@ fn bad_input_gets_a_clear_answer() {
         }
         assert!(r.header("x-signalbox-request-id").is_some());
     };
-    check(Req::post(p, path, chat("small", false)).no_header("Authorization").send(), 401, "invalid_api_key", Some("Authorization"));
-    check(Req::post(p, path, chat("small", false)).header("Authorization", "Bearer nope").send(), 401, "invalid_api_key", None);
-    check(Req::post(p, path, "{\"model\":").send(), 400, "invalid_request", Some("body"));
     check(
-        Req::post(p, path, r#"{"model":"small","messages":[{"role":"user","content":7}]}"#).send(),
+        Req::post(p, path, chat("small", false))
+            .no_header("Authorization")
+            .send(),
+        401,
+        "invalid_api_key",
+        Some("Authorization"),
+    );
+    check(
+        Req::post(p, path, chat("small", false))
+            .header("Authorization", "Bearer nope")
+            .send(),
+        401,
+        "invalid_api_key",
+        None,
+    );
+    check(
+        Req::post(p, path, "{\"model\":").send(),
+        400,
+        "invalid_request",
+        Some("body"),
+    );
+    check(
+        Req::post(
+            p,
+            path,
+            r#"{"model":"small","messages":[{"role":"user","content":7}]}"#,
+        )
+        .send(),
         400,
         "invalid_request",
         Some("messages[0].content"),
     );
-    check(Req::post(p, path, chat("nope/none", false)).send(), 404, "model_not_found", Some("model"));
     check(
-        Req::post(p, path, chat("emu-a/small", false)).header("Authorization", "Bearer sk-limited").send(),
+        Req::post(p, path, chat("nope/none", false)).send(),
+        404,
+        "model_not_found",
+        Some("model"),
+    );
+    check(
+        Req::post(p, path, chat("emu-a/small", false))
+            .header("Authorization", "Bearer sk-limited")
+            .send(),
         403,
         "model_not_allowed",
         Some("model"),
     );
     check(
-        Req::post(p, path, chat("small", false)).header("X-Signalbox-Max-Latency-Ms", "5").send(),
+        Req::post(p, path, chat("small", false))
+            .header("X-Signalbox-Max-Latency-Ms", "5")
+            .send(),
         400,
         "invalid_request",
         Some("x-signalbox-max-latency-ms"),
     );
     check(
-        Req::post(p, path, chat("small", false)).header("X-Signalbox-Preference", "fastest").send(),
+        Req::post(p, path, chat("small", false))
+            .header("X-Signalbox-Preference", "fastest")
+            .send(),
         400,
         "invalid_request",
         Some("x-signalbox-preference"),
     );
-    check(Req::post(p, path, chat("small", false)).header("Content-Type", "text/plain").send(), 415, "unsupported_media_type", Some("Content-Type"));
+    check(
+        Req::post(p, path, chat("small", false))
+            .header("Content-Type", "text/plain")
+            .send(),
+        415,
+        "unsupported_media_type",
+        Some("Content-Type"),
+    );
     check(Req::get(p, "/v1/nothing").send(), 404, "not_found", None);
     check(Req::get(p, path).send(), 405, "method_not_allowed", None);
     // Oversize, declared: refused before the body is read.
     let big = vec![b' '; 5 * 1024 * 1024];
-    check(Req::post(p, path, big).send(), 413, "request_too_large", None);
+    check(
+        Req::post(p, path, big).send(),
+        413,
+        "request_too_large",
+        None,
+    );
     // The limited key sees only its model.
-    let models = Req::get(p, "/v1/models").header("Authorization", "Bearer sk-limited").send().json();
+    let models = Req::get(p, "/v1/models")
+        .header("Authorization", "Bearer sk-limited")
+        .send()
+        .json();
     assert_eq!(models["data"].as_array().unwrap().len(), 1);
 }
 
@@ -305,7 +473,12 @@ fn oversize_chunked_body_is_refused() {
     use std::io::Write;
     let a = emulator(&[]);
     let gw = start_gateway(
-        &provider("emu-a", &format!("http://127.0.0.1:{}/v1", a.port), &[("small", "gpt-4o-mini")], ""),
+        &provider(
+            "emu-a",
+            &format!("http://127.0.0.1:{}/v1", a.port),
+            &[("small", "gpt-4o-mini")],
+            "",
+        ),
         "  {}",
     );
     let mut s = std::net::TcpStream::connect(("127.0.0.1", gw.proc.port)).unwrap();
@@ -316,7 +489,11 @@ fn oversize_chunked_body_is_refused() {
     s.write_all(head.as_bytes()).unwrap();
     let chunk = vec![b'a'; 1024 * 1024];
     for _ in 0..5 {
-        if s.write_all(format!("{:x}\r\n", chunk.len()).as_bytes()).is_err() || s.write_all(&chunk).is_err() || s.write_all(b"\r\n").is_err() {
+        if s.write_all(format!("{:x}\r\n", chunk.len()).as_bytes())
+            .is_err()
+            || s.write_all(&chunk).is_err()
+            || s.write_all(b"\r\n").is_err()
+        {
             break;
         }
     }
@@ -329,19 +506,43 @@ fn oversize_chunked_body_is_refused() {
 fn localhost_upstream_resolves_without_blocking() {
     let a = emulator(&[]);
     let gw = start_gateway(
-        &provider("emu-a", &format!("http://localhost:{}/v1", a.port), &[("small", "gpt-4o-mini")], ""),
+        &provider(
+            "emu-a",
+            &format!("http://localhost:{}/v1", a.port),
+            &[("small", "gpt-4o-mini")],
+            "",
+        ),
         "  {}",
     );
-    let r = Req::post(gw.proc.port, "/v1/chat/completions", chat("emu-a/small", false)).send();
+    let r = Req::post(
+        gw.proc.port,
+        "/v1/chat/completions",
+        chat("emu-a/small", false),
+    )
+    .send();
     assert_eq!(r.status, 200, "{}", r.text());
     // The upstream saw `Host: localhost:PORT`, i.e. the name, not an address.
     assert_eq!(emulator_stats(&a)["requests"], 1);
     let dead = provider("nx", "http://no-such-host.invalid:80/v1", &[("m", "x")], "");
     drop(gw);
-    let gw = start_gateway(&format!("{dead}{}", provider("emu-a", &format!("http://localhost:{}/v1", a.port), &[("small", "gpt-4o-mini")], "")), "  m:\n    deployments: [nx/m, emu-a/small]");
+    let gw = start_gateway(
+        &format!(
+            "{dead}{}",
+            provider(
+                "emu-a",
+                &format!("http://localhost:{}/v1", a.port),
+                &[("small", "gpt-4o-mini")],
+                ""
+            )
+        ),
+        "  m:\n    deployments: [nx/m, emu-a/small]",
+    );
     let r = Req::post(gw.proc.port, "/v1/chat/completions", chat("m", false)).send();
     assert_eq!(r.status, 200, "{}", r.text());
-    assert_eq!(r.header("x-signalbox-attempts"), Some("nx/m:connect_error,emu-a/small:ok"));
+    assert_eq!(
+        r.header("x-signalbox-attempts"),
+        Some("nx/m:connect_error,emu-a/small:ok")
+    );
 }
 
 #[test]
@@ -349,16 +550,31 @@ fn tls_upstream_with_test_ca_negotiates_h2() {
     let t = tls_emulator();
     let extra = format!("    ca_file: {}\n", fixture("test-ca.pem"));
     let gw = start_gateway(
-        &provider("tls", &format!("https://localhost:{}/v1", t.port), &[("small", "gpt-4o-mini")], &extra),
+        &provider(
+            "tls",
+            &format!("https://localhost:{}/v1", t.port),
+            &[("small", "gpt-4o-mini")],
+            &extra,
+        ),
         "  {}",
     );
     for stream in [false, true] {
-        let r = Req::post(gw.proc.port, "/v1/chat/completions", chat("tls/small", stream)).send();
+        let r = Req::post(
+            gw.proc.port,
+            "/v1/chat/completions",
+            chat("tls/small", stream),
+        )
+        .send();
         assert_eq!(r.status, 200, "{}", r.text());
     }
     // The test client speaks plain HTTP only; curl reads the TLS emulator's stats.
     let out = std::process::Command::new("curl")
-        .args(["-s", "--cacert", &fixture("test-ca.pem"), &format!("https://localhost:{}/_emulator/stats", t.port)])
+        .args([
+            "-s",
+            "--cacert",
+            &fixture("test-ca.pem"),
+            &format!("https://localhost:{}/_emulator/stats", t.port),
+        ])
         .output();
     if let Ok(out) = out
         && out.status.success()
@@ -371,12 +587,25 @@ fn tls_upstream_with_test_ca_negotiates_h2() {
     // Without the test CA the certificate is rejected (verification is on).
     drop(gw);
     let gw = start_gateway(
-        &provider("tls", &format!("https://localhost:{}/v1", t.port), &[("small", "gpt-4o-mini")], ""),
+        &provider(
+            "tls",
+            &format!("https://localhost:{}/v1", t.port),
+            &[("small", "gpt-4o-mini")],
+            "",
+        ),
         "  {}",
     );
-    let r = Req::post(gw.proc.port, "/v1/chat/completions", chat("tls/small", false)).send();
+    let r = Req::post(
+        gw.proc.port,
+        "/v1/chat/completions",
+        chat("tls/small", false),
+    )
+    .send();
     assert_eq!(r.status, 502, "{}", r.text());
-    assert_eq!(r.header("x-signalbox-attempts"), Some("tls/small:connect_error"));
+    assert_eq!(
+        r.header("x-signalbox-attempts"),
+        Some("tls/small:connect_error")
+    );
 }
 
 fn wait_for(mut cond: impl FnMut() -> bool, what: &str) {

@@ -30,7 +30,8 @@ impl Traffic {
                 thread::spawn(move || {
                     let mut errors = Vec::new();
                     while !stop.load(Ordering::Relaxed) {
-                        match Req::post(port, "/v1/chat/completions", chat(model, false)).try_send() {
+                        match Req::post(port, "/v1/chat/completions", chat(model, false)).try_send()
+                        {
                             Ok(r) if r.status == 200 => {
                                 ok.fetch_add(1, Ordering::Relaxed);
                             }
@@ -62,7 +63,11 @@ impl Traffic {
         for t in self.threads {
             errors.extend(t.join().unwrap_or_default());
         }
-        (self.ok.load(Ordering::Relaxed), self.failed.load(Ordering::Relaxed), errors)
+        (
+            self.ok.load(Ordering::Relaxed),
+            self.failed.load(Ordering::Relaxed),
+            errors,
+        )
     }
 }
 
@@ -71,7 +76,11 @@ fn long_stream(port: u16, model: &'static str) -> thread::JoinHandle<(u16, bool,
     thread::spawn(move || {
         let r = Req::post(port, "/v1/chat/completions", chat(model, true)).send();
         let data = r.sse_data();
-        (r.status, data.last().is_some_and(|d| d == "[DONE]"), data.len())
+        (
+            r.status,
+            data.last().is_some_and(|d| d == "[DONE]"),
+            data.len(),
+        )
     })
 }
 
@@ -90,7 +99,10 @@ fn reload_under_traffic_loses_nothing() {
     let providers = provider(
         "emu-a",
         &format!("http://127.0.0.1:{}/v1", a.port),
-        &[("m", "gpt-4o-mini"), ("slow", "gpt-4o-mini?tps=25&tokens=50")],
+        &[
+            ("m", "gpt-4o-mini"),
+            ("slow", "gpt-4o-mini?tps=25&tokens=50"),
+        ],
         "",
     );
     let gw = start_gateway(&providers, "  small:\n    deployments: [emu-a/m]");
@@ -122,14 +134,21 @@ fn reload_under_traffic_loses_nothing() {
             assert_eq!(cfg["version"], expected_version, "{cfg}");
         } else {
             assert!(!cfg["last_reload_error"].is_null(), "{cfg}");
-            assert_eq!(cfg["version"], expected_version, "the bad file must not replace the config");
+            assert_eq!(
+                cfg["version"], expected_version,
+                "the bad file must not replace the config"
+            );
         }
     }
     let (ok, failed, errors) = traffic.finish();
     assert_eq!(failed, 0, "failed requests during reloads: {errors:?}");
     assert!(ok > 20, "traffic ran ({ok} requests)");
     let (status, done, chunks) = stream.join().unwrap();
-    assert_eq!((status, done), (200, true), "the in-flight stream survived ({chunks} chunks)");
+    assert_eq!(
+        (status, done),
+        (200, true),
+        "the in-flight stream survived ({chunks} chunks)"
+    );
 
     // An invalid reload is visible in metrics too.
     let metrics = Req::get(gw.admin_port, "/metrics").send().text();
@@ -142,7 +161,10 @@ fn graceful_upgrade_under_traffic_loses_nothing() {
     let providers = provider(
         "emu-a",
         &format!("http://127.0.0.1:{}/v1", a.port),
-        &[("m", "gpt-4o-mini"), ("slow", "gpt-4o-mini?tps=20&tokens=30")],
+        &[
+            ("m", "gpt-4o-mini"),
+            ("slow", "gpt-4o-mini?tps=20&tokens=30"),
+        ],
         "",
     );
     let old = start_gateway(&providers, "  small:\n    deployments: [emu-a/m]");
@@ -184,7 +206,11 @@ fn graceful_upgrade_under_traffic_loses_nothing() {
     assert_eq!(failed, 0, "failed requests during the upgrade: {errors:?}");
     assert!(ok > 10, "traffic ran ({ok} requests)");
     let (status, done, chunks) = stream.join().unwrap();
-    assert_eq!((status, done), (200, true), "the in-flight stream finished on the old process ({chunks})");
+    assert_eq!(
+        (status, done),
+        (200, true),
+        "the in-flight stream finished on the old process ({chunks})"
+    );
     // The new process serves.
     let r = Req::post(port, "/v1/chat/completions", chat("small", false)).send();
     assert_eq!(r.status, 200);

@@ -104,12 +104,18 @@ pub fn load_str(
         errs.push("gateway.max_body_bytes", "must be at least 1024");
     }
     if !(60..=600_000).contains(&gateway.default_max_latency_ms) {
-        errs.push("gateway.default_max_latency_ms", "must be within 60..600000");
+        errs.push(
+            "gateway.default_max_latency_ms",
+            "must be within 60..600000",
+        );
     }
     if let Some(addr) = &admin.listen
         && addr.parse::<std::net::SocketAddr>().is_err()
     {
-        errs.push("admin.listen", format!("`{addr}` is not an IP:port address"));
+        errs.push(
+            "admin.listen",
+            format!("`{addr}` is not an IP:port address"),
+        );
     }
     let admin_token = admin
         .token_sha256
@@ -136,11 +142,18 @@ pub fn load_str(
         for (model, e) in p.models {
             let id = format!("{name}/{model}");
             let epath = format!("{path}.models.{model}");
-            for (field, v) in [("input", Some(e.price.input)), ("output", Some(e.price.output)), ("cached_input", e.price.cached_input)] {
+            for (field, v) in [
+                ("input", Some(e.price.input)),
+                ("output", Some(e.price.output)),
+                ("cached_input", e.price.cached_input),
+            ] {
                 if let Some(v) = v
                     && !(v.is_finite() && v >= 0.0)
                 {
-                    errs.push(format!("{epath}.price.{field}"), "must be a non-negative number");
+                    errs.push(
+                        format!("{epath}.price.{field}"),
+                        "must be a non-negative number",
+                    );
                 }
             }
             let per_token = 1e-6;
@@ -169,7 +182,10 @@ pub fn load_str(
     for (name, value) in file.models {
         let path = format!("models.{name}");
         if endpoints.contains_key(&name) {
-            errs.push(&path, "this name is already an endpoint id (`provider/model`)");
+            errs.push(
+                &path,
+                "this name is already an endpoint id (`provider/model`)",
+            );
         }
         let Some(m) = section::<ModelSection>(value, &path, &mut errs) else {
             continue;
@@ -202,7 +218,10 @@ pub fn load_str(
             continue;
         };
         if keys.contains_key(&hash) {
-            errs.push(format!("{path}.sha256"), "the same key hash is configured twice");
+            errs.push(
+                format!("{path}.sha256"),
+                "the same key hash is configured twice",
+            );
             continue;
         }
         keys.insert(
@@ -266,7 +285,11 @@ fn compile_provider(
         None => {
             errs.push(
                 format!("{path}.kind"),
-                format!("unknown provider kind `{}`; known: {}", p.kind, ProviderKind::NAMES),
+                format!(
+                    "unknown provider kind `{}`; known: {}",
+                    p.kind,
+                    ProviderKind::NAMES
+                ),
             );
             return None;
         }
@@ -282,7 +305,10 @@ fn compile_provider(
         Some("https") => true,
         Some("http") => false,
         _ => {
-            errs.push(format!("{path}.base_url"), "must start with http:// or https://");
+            errs.push(
+                format!("{path}.base_url"),
+                "must start with http:// or https://",
+            );
             return None;
         }
     };
@@ -290,7 +316,10 @@ fn compile_provider(
         errs.push(format!("{path}.base_url"), "has no host");
         return None;
     };
-    let host = host.trim_start_matches('[').trim_end_matches(']').to_string();
+    let host = host
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .to_string();
     let port = uri.port_u16().unwrap_or(if tls { 443 } else { 80 });
     let authority = match uri.port_u16() {
         Some(p) => format!("{}:{p}", uri.host().unwrap_or_default()),
@@ -311,7 +340,10 @@ fn compile_provider(
         },
     };
     if p.ca_file.is_some() && !tls {
-        errs.push(format!("{path}.ca_file"), "only applies to https:// base URLs");
+        errs.push(
+            format!("{path}.ca_file"),
+            "only applies to https:// base URLs",
+        );
     }
     for (field, v) in [
         ("connect_timeout_ms", p.connect_timeout_ms),
@@ -329,13 +361,19 @@ fn compile_provider(
             http::HeaderValue::from_str(v),
         ) {
             (Ok(n), Ok(v)) => extra_headers.push((n, v)),
-            _ => errs.push(format!("{path}.headers.{k}"), "not a valid header name or value"),
+            _ => errs.push(
+                format!("{path}.headers.{k}"),
+                "not a valid header name or value",
+            ),
         }
     }
     if let Some(key) = &p.api_key
         && http::HeaderValue::from_str(key).is_err()
     {
-        errs.push(format!("{path}.api_key"), "holds characters not allowed in a header");
+        errs.push(
+            format!("{path}.api_key"),
+            "holds characters not allowed in a header",
+        );
     }
     Some(Provider {
         name: name.to_string(),
@@ -364,7 +402,8 @@ fn load_ca(file: &str) -> Result<Arc<pingora::protocols::tls::CaType>, String> {
             .split("-----END CERTIFICATE-----")
             .next()
             .unwrap_or_default();
-        let der = base64_decode(body).ok_or_else(|| format!("{file}: bad base64 in a certificate"))?;
+        let der =
+            base64_decode(body).ok_or_else(|| format!("{file}: bad base64 in a certificate"))?;
         // `parse_x509` panics on bad DER, so check it first.
         if x509_parses(&der) {
             certs.push(WrappedX509::new(der, parse_x509));
@@ -388,9 +427,10 @@ fn x509_parses(der: &[u8]) -> bool {
         n if n < 0x80 => (n as usize, 2),
         0x81 => (der[2] as usize, 3),
         0x82 => (((der[2] as usize) << 8) | der[3] as usize, 4),
-        0x83 if der.len() > 4 => {
-            (((der[2] as usize) << 16) | ((der[3] as usize) << 8) | der[4] as usize, 5)
-        }
+        0x83 if der.len() > 4 => (
+            ((der[2] as usize) << 16) | ((der[3] as usize) << 8) | der[4] as usize,
+            5,
+        ),
         _ => return false,
     };
     hdr + len == der.len()
@@ -432,7 +472,11 @@ fn parse_sha256(s: &str, path: &str, errs: &mut Errors) -> Option<[u8; 32]> {
 }
 
 /// Deserializes one section, reporting its errors under `path`.
-fn section<T: DeserializeOwned>(value: yaml_serde::Value, path: &str, errs: &mut Errors) -> Option<T> {
+fn section<T: DeserializeOwned>(
+    value: yaml_serde::Value,
+    path: &str,
+    errs: &mut Errors,
+) -> Option<T> {
     match serde_path_to_error::deserialize::<_, T>(value) {
         Ok(v) => Some(v),
         Err(e) => {
@@ -467,10 +511,12 @@ fn server_conf(
     errs: &mut Errors,
 ) -> pingora::server::configuration::ServerConf {
     use pingora::server::configuration::ServerConf;
-    let mut conf = ServerConf::default();
     // Pingora's own defaults wait 300 s on SIGTERM; ours are bounded and documented.
-    conf.grace_period_seconds = Some(30);
-    conf.graceful_shutdown_timeout_seconds = Some(10);
+    let conf = ServerConf {
+        grace_period_seconds: Some(30),
+        graceful_shutdown_timeout_seconds: Some(10),
+        ..Default::default()
+    };
     let Some(value) = value.filter(|v| !v.is_null()) else {
         return conf;
     };
@@ -527,8 +573,15 @@ fn interpolate(
         },
         yaml_serde::Value::Mapping(m) => {
             for (k, child) in m.iter_mut() {
-                let key = k.as_str().map(str::to_owned).unwrap_or_else(|| format!("{k:?}"));
-                let p = if path.is_empty() { key } else { format!("{path}.{key}") };
+                let key = k
+                    .as_str()
+                    .map(str::to_owned)
+                    .unwrap_or_else(|| format!("{k:?}"));
+                let p = if path.is_empty() {
+                    key
+                } else {
+                    format!("{path}.{key}")
+                };
                 interpolate(child, p, env, errs);
             }
         }
@@ -653,10 +706,16 @@ keys:
         let text: Vec<String> = errs.iter().map(|e| e.to_string()).collect();
         let has = |p: &str| text.iter().any(|t| t.starts_with(p));
         assert!(has("server.grace_period_secs: unknown"), "{text:?}");
-        assert!(has("gateway: unknown field `max_body`") || has("gateway.max_body"), "{text:?}");
+        assert!(
+            has("gateway: unknown field `max_body`") || has("gateway.max_body"),
+            "{text:?}"
+        );
         assert!(has("providers.emu.kind: unknown provider kind"), "{text:?}");
         assert!(has("providers.other.base_url: must start"), "{text:?}");
-        assert!(has("providers.other.api_key: environment variable `MISSING_VAR`"), "{text:?}");
+        assert!(
+            has("providers.other.api_key: environment variable `MISSING_VAR`"),
+            "{text:?}"
+        );
         assert!(has("models.small.deployments[0]: `emu/none`"), "{text:?}");
         assert!(has("keys.app.sha256: must be 64 hex"), "{text:?}");
     }
@@ -666,14 +725,19 @@ keys:
         let bad = GOOD.replace("price: {input: 0.15, output: 0.6}", "price: {inptu: 0.15}");
         let errs = load_str(&bad, "t.yaml", 1, &env).unwrap_err();
         assert!(
-            errs[0].to_string().starts_with("providers.emu.models.gpt-4o-mini.price"),
+            errs[0]
+                .to_string()
+                .starts_with("providers.emu.models.gpt-4o-mini.price"),
             "{errs:?}"
         );
     }
 
     #[test]
     fn expand_rules() {
-        assert_eq!(expand("a${EMU_KEY}b", &env).unwrap(), "ask-emu: # not yamlb");
+        assert_eq!(
+            expand("a${EMU_KEY}b", &env).unwrap(),
+            "ask-emu: # not yamlb"
+        );
         assert_eq!(expand("$${X}", &env).unwrap(), "${X}");
         assert_eq!(expand("${NOPE:-dflt}", &env).unwrap(), "dflt");
         assert_eq!(expand("cost $5", &env).unwrap(), "cost $5");
@@ -683,7 +747,11 @@ keys:
 
     #[test]
     fn test_ca_loads() {
-        let ca = load_ca(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/test-ca.pem")).unwrap();
+        let ca = load_ca(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/fixtures/test-ca.pem"
+        ))
+        .unwrap();
         assert_eq!(ca.len(), 1);
         assert!(load_ca("/nonexistent.pem").is_err());
     }

@@ -8,8 +8,8 @@
 
 use bytes::Bytes;
 use pingora::http::ResponseHeader;
-use pingora::proxy::Session;
 use pingora::protocols::http::client::HttpSession;
+use pingora::proxy::Session;
 use pingora::upstreams::peer::{HttpPeer, Peer};
 use tokio::time::{Instant, timeout_at};
 
@@ -34,13 +34,19 @@ enum Won {
         usage: Option<crate::llm::Usage>,
     },
     /// The provider refused the request itself (400/413/422): the answer stands.
-    Rejected { status: u16, message: String },
-    Stream {
-        session: HttpSession,
-        translator: Box<dyn StreamTranslator>,
-        held: Vec<u8>,
-        peer: HttpPeer,
+    Rejected {
+        status: u16,
+        message: String,
     },
+    Stream(Box<Streaming>),
+}
+
+/// A stream that produced its first content chunk: committed, not yet written.
+struct Streaming {
+    session: HttpSession,
+    translator: Box<dyn StreamTranslator>,
+    held: Vec<u8>,
+    peer: HttpPeer,
 }
 
 impl Engine {
@@ -76,15 +82,21 @@ impl Engine {
                         request_id = %ctx.request_id, endpoint = %ep.id,
                         reason = e.reason.as_str(), detail = %e.detail, "attempt failed"
                     );
-                    m.attempts.with_label_values(&[&ep.id, provider, e.reason.as_str()]).inc();
-                    m.fallbacks.with_label_values(&[provider, e.reason.as_str()]).inc();
+                    m.attempts
+                        .with_label_values(&[&ep.id, provider, e.reason.as_str()])
+                        .inc();
+                    m.fallbacks
+                        .with_label_values(&[provider, e.reason.as_str()])
+                        .inc();
                     ctx.attempts.push(Attempt {
                         endpoint: ep.clone(),
                         failure: Some(e.reason),
                     });
                 }
                 Ok(won) => {
-                    m.attempts.with_label_values(&[&ep.id, provider, "ok"]).inc();
+                    m.attempts
+                        .with_label_values(&[&ep.id, provider, "ok"])
+                        .inc();
                     ctx.attempts.push(Attempt {
                         endpoint: ep.clone(),
                         failure: None,
@@ -108,7 +120,10 @@ impl Engine {
         }
         Err(GatewayError::new(
             ErrorKind::UpstreamError,
-            format!("every endpoint failed (attempts: {})", ctx.attempts_header()),
+            format!(
+                "every endpoint failed (attempts: {})",
+                ctx.attempts_header()
+            ),
         ))
     }
 
@@ -138,9 +153,17 @@ impl Engine {
                 e
             }
         };
-        let mut s = upstream::exchange(self, &peer, &header, &body, connect_by, first_by, ttft_reason)
-            .await
-            .map_err(on_deadline)?;
+        let mut s = upstream::exchange(
+            self,
+            &peer,
+            &header,
+            &body,
+            connect_by,
+            first_by,
+            ttft_reason,
+        )
+        .await
+        .map_err(on_deadline)?;
         let status = s.response_header().map(|h| h.status.as_u16()).unwrap_or(0);
         if let Some(reason) = providers::classify_status(status, ep) {
             // Dropping the session closes the connection; its body is of no use.
@@ -181,9 +204,14 @@ impl Engine {
                     } else {
                         ttft_reason
                     };
-                    return Err(StepError::new(reason, "no content before the first-token budget"));
+                    return Err(StepError::new(
+                        reason,
+                        "no content before the first-token budget",
+                    ));
                 }
-                Ok(Err(e)) => return Err(StepError::new(FallbackReason::StreamError, e.to_string())),
+                Ok(Err(e)) => {
+                    return Err(StepError::new(FallbackReason::StreamError, e.to_string()));
+                }
                 Ok(Ok(Some(chunk))) => translator
                     .feed(&chunk, &mut held)
                     .map_err(|f| StepError::new(FallbackReason::StreamError, f.to_string()))?,
@@ -195,12 +223,12 @@ impl Engine {
                 }
             }
         }
-        Ok(Won::Stream {
+        Ok(Won::Stream(Box::new(Streaming {
             session: s,
             translator,
             held,
             peer,
-        })
+        })))
     }
 
     async fn release(&self, s: HttpSession, peer: &HttpPeer) {
@@ -227,7 +255,10 @@ impl Engine {
                 };
                 Err(GatewayError::new(
                     kind,
-                    format!("provider `{}` rejected the request: {message}", ep.provider.name),
+                    format!(
+                        "provider `{}` rejected the request: {message}",
+                        ep.provider.name
+                    ),
                 ))
             }
             Won::Complete { body, usage } => {
@@ -242,26 +273,40 @@ impl Engine {
                 ctx.apply_headers(&mut h);
                 ctx.status = 200;
                 // A client that went away is not an error of ours; the call is still accounted.
-                if session.write_response_header(Box::new(h), false).await.is_ok() {
-                    let _ = session.write_response_body(Some(Bytes::from(body)), true).await;
+                if session
+                    .write_response_header(Box::new(h), false)
+                    .await
+                    .is_ok()
+                {
+                    let _ = session
+                        .write_response_body(Some(Bytes::from(body)), true)
+                        .await;
                 }
                 Ok(())
             }
-            Won::Stream {
-                session: mut up,
-                mut translator,
-                held,
-                peer,
-            } => {
+            Won::Stream(st) => {
+                let Streaming {
+                    session: mut up,
+                    mut translator,
+                    held,
+                    peer,
+                } = *st;
                 ctx.ttft = Some(ctx.start.elapsed());
                 let mut h = ResponseHeader::build(200, Some(8)).map_err(internal)?;
                 h.insert_header(http::header::CONTENT_TYPE, "text/event-stream")
                     .map_err(internal)?;
                 h.insert_header(http::header::CACHE_CONTROL, "no-cache")
                     .map_err(internal)?;
+                // Without a length or chunked framing an HTTP/1.1 body is close-delimited and the
+                // connection cannot be kept alive (Pingora's h2 writer drops this header).
+                h.insert_header(http::header::TRANSFER_ENCODING, "chunked")
+                    .map_err(internal)?;
                 ctx.apply_headers(&mut h);
                 ctx.status = 200;
-                if session.write_response_header(Box::new(h), false).await.is_err()
+                if session
+                    .write_response_header(Box::new(h), false)
+                    .await
+                    .is_err()
                     || session
                         .write_response_body(Some(Bytes::from(held)), false)
                         .await

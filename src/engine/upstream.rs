@@ -74,8 +74,15 @@ pub async fn exchange(
     first_byte_reason: FallbackReason,
 ) -> Result<HttpSession, StepError> {
     for try_no in 0..2 {
-        let (mut s, reused) = match timeout_at(connect_by, engine.connector.get_http_session(peer)).await {
-            Err(_) => return Err(StepError::new(FallbackReason::ConnectError, "connect timed out")),
+        let (mut s, reused) = match timeout_at(connect_by, engine.connector.get_http_session(peer))
+            .await
+        {
+            Err(_) => {
+                return Err(StepError::new(
+                    FallbackReason::ConnectError,
+                    "connect timed out",
+                ));
+            }
             Ok(Err(e)) => return Err(StepError::new(FallbackReason::ConnectError, e.to_string())),
             Ok(Ok(s)) => s,
         };
@@ -95,11 +102,17 @@ pub async fn exchange(
             Ok(Err(e)) => return Err(StepError::new(FallbackReason::ConnectError, e.to_string())),
             Err(_) => {
                 s.shutdown().await;
-                return Err(StepError::new(first_byte_reason, "no response header in time"));
+                return Err(StepError::new(
+                    first_byte_reason,
+                    "no response header in time",
+                ));
             }
         }
     }
-    Err(StepError::new(FallbackReason::ConnectError, "connection closed"))
+    Err(StepError::new(
+        FallbackReason::ConnectError,
+        "connection closed",
+    ))
 }
 
 /// Reads the whole body, bounded by size, by the deadline and by the per-read timeout.

@@ -20,8 +20,14 @@ pub async fn json(session: &mut Session, ctx: &mut RequestCtx, status: u16, body
     let _ = h.insert_header(http::header::CONTENT_TYPE, "application/json");
     let _ = h.insert_header(http::header::CONTENT_LENGTH, body.len());
     ctx.apply_headers(&mut h);
-    if session.write_response_header(Box::new(h), false).await.is_ok() {
-        let _ = session.write_response_body(Some(Bytes::from(body)), true).await;
+    if session
+        .write_response_header(Box::new(h), false)
+        .await
+        .is_ok()
+    {
+        let _ = session
+            .write_response_body(Some(Bytes::from(body)), true)
+            .await;
     }
 }
 
@@ -44,8 +50,14 @@ pub async fn error(session: &mut Session, ctx: &mut RequestCtx, e: GatewayError)
     }
     ctx.error = Some(e);
     ctx.apply_headers(&mut h);
-    if session.write_response_header(Box::new(h), false).await.is_ok() {
-        let _ = session.write_response_body(Some(Bytes::from(body)), true).await;
+    if session
+        .write_response_header(Box::new(h), false)
+        .await
+        .is_ok()
+    {
+        let _ = session
+            .write_response_body(Some(Bytes::from(body)), true)
+            .await;
     }
 }
 
@@ -72,7 +84,11 @@ pub fn models(cfg: &Config, key: &ApiKey) -> Vec<u8> {
             owned_by: owner,
         })
         .collect();
-    serde_json::to_vec(&ModelList { object: "list", data }).unwrap_or_default()
+    serde_json::to_vec(&ModelList {
+        object: "list",
+        data,
+    })
+    .unwrap_or_default()
 }
 
 pub fn ready(cfg: &Config) -> Vec<u8> {

@@ -22,10 +22,15 @@ pub fn presented_key(h: &pingora::http::RequestHeader) -> Option<&[u8]> {
             .unwrap_or(v);
         return Some(key.trim_ascii());
     }
-    h.headers.get("x-api-key").map(|v| v.as_bytes().trim_ascii())
+    h.headers
+        .get("x-api-key")
+        .map(|v| v.as_bytes().trim_ascii())
 }
 
-pub fn authenticate(cfg: &Config, h: &pingora::http::RequestHeader) -> Result<Arc<ApiKey>, GatewayError> {
+pub fn authenticate(
+    cfg: &Config,
+    h: &pingora::http::RequestHeader,
+) -> Result<Arc<ApiKey>, GatewayError> {
     let Some(key) = presented_key(h).filter(|k| !k.is_empty()) else {
         return Err(GatewayError::new(
             ErrorKind::InvalidApiKey,
@@ -36,8 +41,10 @@ pub fn authenticate(cfg: &Config, h: &pingora::http::RequestHeader) -> Result<Ar
     let digest: [u8; 32] = Sha256::digest(key).into();
     match cfg.keys.get(&digest) {
         Some(k) if bool::from(k.hash.ct_eq(&digest)) && k.enabled => Ok(k.clone()),
-        _ => Err(GatewayError::new(ErrorKind::InvalidApiKey, "invalid API key")
-            .with_param("Authorization")),
+        _ => Err(
+            GatewayError::new(ErrorKind::InvalidApiKey, "invalid API key")
+                .with_param("Authorization"),
+        ),
     }
 }
 

@@ -28,6 +28,15 @@ pub async fn read_body(session: &mut Session, cap: u64) -> Result<BytesMut, Gate
     if declared.is_some_and(|n| n > cap) {
         return Err(too_large());
     }
+    // curl and some SDKs send `Expect: 100-continue` for large bodies and wait for it.
+    let expects_continue = session
+        .req_header()
+        .headers
+        .get(http::header::EXPECT)
+        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"));
+    if expects_continue && !session.as_downstream().is_http2() {
+        let _ = session.as_downstream_mut().write_continue_response().await;
+    }
     let mut buf = BytesMut::with_capacity(declared.unwrap_or(8192).min(cap) as usize);
     loop {
         match session.read_request_body().await {
@@ -51,7 +60,10 @@ pub async fn read_body(session: &mut Session, cap: u64) -> Result<BytesMut, Gate
 /// Parses and checks a chat completion request.
 pub fn chat_request(body: &[u8]) -> Result<ChatRequest, GatewayError> {
     if body.is_empty() {
-        return Err(GatewayError::invalid("body", "the request body is empty; send a JSON object"));
+        return Err(GatewayError::invalid(
+            "body",
+            "the request body is empty; send a JSON object",
+        ));
     }
     let mut de = serde_json::Deserializer::from_slice(body);
     let req: ChatRequest = match serde_path_to_error::deserialize(&mut de) {
@@ -65,7 +77,8 @@ pub fn chat_request(body: &[u8]) -> Result<ChatRequest, GatewayError> {
                 inner.classify(),
                 serde_json::error::Category::Syntax | serde_json::error::Category::Eof
             );
-            let (param, msg) = if syntax || path == "." || path.is_empty() || path.starts_with('?') {
+            let (param, msg) = if syntax || path == "." || path.is_empty() || path.starts_with('?')
+            {
                 ("body".to_string(), format!("invalid JSON body: {inner}"))
             } else {
                 (path.clone(), format!("invalid value for `{path}`: {inner}"))
@@ -84,21 +97,36 @@ fn check(req: ChatRequest) -> Result<ChatRequest, GatewayError> {
         return Err(GatewayError::invalid("model", "`model` must not be empty"));
     }
     if req.messages.is_empty() {
-        return Err(GatewayError::invalid("messages", "`messages` must hold at least one message"));
+        return Err(GatewayError::invalid(
+            "messages",
+            "`messages` must hold at least one message",
+        ));
     }
     if let Some(t) = req.temperature
         && !(0.0..=2.0).contains(&t)
     {
-        return Err(GatewayError::invalid("temperature", "`temperature` must be within 0..2"));
+        return Err(GatewayError::invalid(
+            "temperature",
+            "`temperature` must be within 0..2",
+        ));
     }
     if let Some(p) = req.top_p
         && !(0.0..=1.0).contains(&p)
     {
-        return Err(GatewayError::invalid("top_p", "`top_p` must be within 0..1"));
+        return Err(GatewayError::invalid(
+            "top_p",
+            "`top_p` must be within 0..1",
+        ));
     }
-    for (name, v) in [("max_tokens", req.max_tokens), ("max_completion_tokens", req.max_completion_tokens)] {
+    for (name, v) in [
+        ("max_tokens", req.max_tokens),
+        ("max_completion_tokens", req.max_completion_tokens),
+    ] {
         if v == Some(0) {
-            return Err(GatewayError::invalid(name, format!("`{name}` must be at least 1")));
+            return Err(GatewayError::invalid(
+                name,
+                format!("`{name}` must be at least 1"),
+            ));
         }
     }
     if req.n.is_some_and(|n| n == 0 || n > 128) {
@@ -115,7 +143,10 @@ fn check(req: ChatRequest) -> Result<ChatRequest, GatewayError> {
 
 /// The client's `X-Signalbox-*` options. Routing-shaping headers (preference, dial, region,
 /// hedge, task) are checked here so a typo is a 400 rather than a silent default.
-pub fn options(cfg: &Config, h: &pingora::http::RequestHeader) -> Result<DispatchOptions, GatewayError> {
+pub fn options(
+    cfg: &Config,
+    h: &pingora::http::RequestHeader,
+) -> Result<DispatchOptions, GatewayError> {
     let n = &cfg.headers;
     let ms = |name: &http::HeaderName| -> Result<Option<Duration>, GatewayError> {
         let Some(v) = h.headers.get(name) else {
@@ -124,10 +155,18 @@ pub fn options(cfg: &Config, h: &pingora::http::RequestHeader) -> Result<Dispatc
         let bad = || {
             GatewayError::invalid(
                 name.as_str(),
-                format!("`{}` must be an integer number of milliseconds within 60..600000", name.as_str()),
+                format!(
+                    "`{}` must be an integer number of milliseconds within 60..600000",
+                    name.as_str()
+                ),
             )
         };
-        let v: u64 = v.to_str().map_err(|_| bad())?.trim().parse().map_err(|_| bad())?;
+        let v: u64 = v
+            .to_str()
+            .map_err(|_| bad())?
+            .trim()
+            .parse()
+            .map_err(|_| bad())?;
         if !(60..=600_000).contains(&v) {
             return Err(bad());
         }
@@ -135,12 +174,25 @@ pub fn options(cfg: &Config, h: &pingora::http::RequestHeader) -> Result<Dispatc
     };
     let max_latency = ms(&n.max_latency_ms)?.unwrap_or(cfg.gateway.default_max_latency);
     let max_ttft = ms(&n.max_ttft_ms)?;
-    one_of(h, &n.preference, &["quality", "cost", "latency", "balanced"])?;
+    one_of(
+        h,
+        &n.preference,
+        &["quality", "cost", "latency", "balanced"],
+    )?;
     one_of(h, &n.hedge, &["on", "off"])?;
     one_of(
         h,
         &n.task_in,
-        &["reasoning", "code", "creative", "rewrite", "chat", "extraction", "summarize", "translation"],
+        &[
+            "reasoning",
+            "code",
+            "creative",
+            "rewrite",
+            "chat",
+            "extraction",
+            "summarize",
+            "translation",
+        ],
     )?;
     if let Some(v) = h.headers.get(&n.cost_quality) {
         let ok = v
@@ -151,18 +203,27 @@ pub fn options(cfg: &Config, h: &pingora::http::RequestHeader) -> Result<Dispatc
         if !ok {
             return Err(GatewayError::invalid(
                 n.cost_quality.as_str(),
-                format!("`{}` must be a number within 0.0..1.0", n.cost_quality.as_str()),
+                format!(
+                    "`{}` must be a number within 0.0..1.0",
+                    n.cost_quality.as_str()
+                ),
             ));
         }
     }
     if let Some(v) = h.headers.get(&n.region) {
         let ok = v.to_str().ok().is_some_and(|s| {
-            !s.is_empty() && s.len() <= 32 && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+            !s.is_empty()
+                && s.len() <= 32
+                && s.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
         });
         if !ok {
             return Err(GatewayError::invalid(
                 n.region.as_str(),
-                format!("`{}` must be a region group name (letters, digits, - and _)", n.region.as_str()),
+                format!(
+                    "`{}` must be a region group name (letters, digits, - and _)",
+                    n.region.as_str()
+                ),
             ));
         }
     }
@@ -172,7 +233,11 @@ pub fn options(cfg: &Config, h: &pingora::http::RequestHeader) -> Result<Dispatc
     })
 }
 
-fn one_of(h: &pingora::http::RequestHeader, name: &http::HeaderName, allowed: &[&str]) -> Result<(), GatewayError> {
+fn one_of(
+    h: &pingora::http::RequestHeader,
+    name: &http::HeaderName,
+    allowed: &[&str],
+) -> Result<(), GatewayError> {
     let Some(v) = h.headers.get(name) else {
         return Ok(());
     };
@@ -200,15 +265,30 @@ mod tests {
         assert_eq!(err("{").param.as_deref(), Some("body"));
         assert_eq!(err("").param.as_deref(), Some("body"));
         assert_eq!(err("[1]").param.as_deref(), Some("body"));
-        assert_eq!(err(r#"{"model":"m","messages":"hi"}"#).param.as_deref(), Some("messages"));
-        assert_eq!(err(r#"{"model":"","messages":[{"role":"user","content":"x"}]}"#).param.as_deref(), Some("model"));
-        assert_eq!(err(r#"{"model":"m","messages":[]}"#).param.as_deref(), Some("messages"));
         assert_eq!(
-            err(r#"{"model":"m","messages":[{"role":"user","content":"x"}],"temperature":3}"#).param.as_deref(),
+            err(r#"{"model":"m","messages":"hi"}"#).param.as_deref(),
+            Some("messages")
+        );
+        assert_eq!(
+            err(r#"{"model":"","messages":[{"role":"user","content":"x"}]}"#)
+                .param
+                .as_deref(),
+            Some("model")
+        );
+        assert_eq!(
+            err(r#"{"model":"m","messages":[]}"#).param.as_deref(),
+            Some("messages")
+        );
+        assert_eq!(
+            err(r#"{"model":"m","messages":[{"role":"user","content":"x"}],"temperature":3}"#)
+                .param
+                .as_deref(),
             Some("temperature")
         );
         assert_eq!(
-            err(r#"{"model":"m","messages":[{"role":"user","content":"x"}],"max_tokens":-1}"#).param.as_deref(),
+            err(r#"{"model":"m","messages":[{"role":"user","content":"x"}],"max_tokens":-1}"#)
+                .param
+                .as_deref(),
             Some("max_tokens")
         );
         assert_eq!(
@@ -217,6 +297,11 @@ mod tests {
                 .as_deref(),
             Some("stream_options")
         );
-        assert_eq!(err(r#"{"model":"m","messages":[{"role":"user","content":"x"}]} x"#).param.as_deref(), Some("body"));
+        assert_eq!(
+            err(r#"{"model":"m","messages":[{"role":"user","content":"x"}]} x"#)
+                .param
+                .as_deref(),
+            Some("body")
+        );
     }
 }

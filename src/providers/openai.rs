@@ -24,32 +24,49 @@ use crate::stream::{StreamFault, StreamTranslator};
 
 const USER_AGENT: &str = concat!("signalbox/", env!("CARGO_PKG_VERSION"));
 
-pub fn encode(req: &ChatRequest, ep: &Endpoint) -> Result<(Box<RequestHeader>, Bytes), GatewayError> {
-    let body = encode_body(req, ep)
-        .map_err(|e| GatewayError::new(ErrorKind::Internal, format!("encoding the request: {e}")))?;
+pub fn encode(
+    req: &ChatRequest,
+    ep: &Endpoint,
+) -> Result<(Box<RequestHeader>, Bytes), GatewayError> {
+    let body = encode_body(req, ep).map_err(|e| {
+        GatewayError::new(ErrorKind::Internal, format!("encoding the request: {e}"))
+    })?;
     let p = &ep.provider;
     let mut path = String::with_capacity(p.base_path.len() + 17);
     path.push_str(&p.base_path);
     path.push_str("/chat/completions");
     let internal = |e: pingora::BError| GatewayError::new(ErrorKind::Internal, e.to_string());
     let mut h = RequestHeader::build("POST", path.as_bytes(), Some(8)).map_err(internal)?;
-    h.insert_header(http::header::HOST, p.authority.as_str()).map_err(internal)?;
-    h.insert_header(http::header::CONTENT_TYPE, "application/json").map_err(internal)?;
-    h.insert_header(http::header::CONTENT_LENGTH, body.len()).map_err(internal)?;
+    h.insert_header(http::header::HOST, p.authority.as_str())
+        .map_err(internal)?;
+    h.insert_header(http::header::CONTENT_TYPE, "application/json")
+        .map_err(internal)?;
+    h.insert_header(http::header::CONTENT_LENGTH, body.len())
+        .map_err(internal)?;
     h.insert_header(
         http::header::ACCEPT,
-        if req.stream { "text/event-stream" } else { "application/json" },
+        if req.stream {
+            "text/event-stream"
+        } else {
+            "application/json"
+        },
     )
     .map_err(internal)?;
-    h.insert_header(http::header::USER_AGENT, USER_AGENT).map_err(internal)?;
+    h.insert_header(http::header::USER_AGENT, USER_AGENT)
+        .map_err(internal)?;
     if let Some(key) = &p.api_key {
         let mut v = String::with_capacity(key.len() + 7);
         v.push_str("Bearer ");
         v.push_str(key);
-        let mut v = http::HeaderValue::from_str(&v)
-            .map_err(|_| GatewayError::new(ErrorKind::Internal, "provider key is not a valid header value"))?;
+        let mut v = http::HeaderValue::from_str(&v).map_err(|_| {
+            GatewayError::new(
+                ErrorKind::Internal,
+                "provider key is not a valid header value",
+            )
+        })?;
         v.set_sensitive(true);
-        h.insert_header(http::header::AUTHORIZATION, v).map_err(internal)?;
+        h.insert_header(http::header::AUTHORIZATION, v)
+            .map_err(internal)?;
     }
     for (n, v) in &p.extra_headers {
         h.insert_header(n.clone(), v.clone()).map_err(internal)?;
@@ -163,7 +180,13 @@ fn parse_usage(raw: &RawValue) -> Result<(Usage, bool), String> {
 
 /// Writes the usage object with the cost fields (and `prompt_tokens_details.cached_tokens`, when
 /// the provider left it out) appended before its closing brace.
-fn write_usage_with_cost(out: &mut Vec<u8>, raw: &RawValue, usage: &Usage, has_details: bool, price: &Price) {
+fn write_usage_with_cost(
+    out: &mut Vec<u8>,
+    raw: &RawValue,
+    usage: &Usage,
+    has_details: bool,
+    price: &Price,
+) {
     let text = raw.get().trim_end();
     let body = text.strip_suffix('}').unwrap_or(text).trim_end();
     out.extend_from_slice(body.as_bytes());
@@ -209,7 +232,8 @@ struct ResponseProbe<'a> {
 }
 
 pub fn decode(body: &[u8], ep: &Endpoint) -> Result<super::Decoded, String> {
-    let probe: ResponseProbe = serde_json::from_slice(body).map_err(|e| format!("not a chat completion: {e}"))?;
+    let probe: ResponseProbe =
+        serde_json::from_slice(body).map_err(|e| format!("not a chat completion: {e}"))?;
     if probe.error.is_some() {
         return Err("the provider answered 2xx with an error object".into());
     }
@@ -311,7 +335,9 @@ impl OpenAiStream {
                     d.content.as_deref().is_some_and(|s| !s.is_empty())
                         || d.tool_calls.is_some()
                         || d.refusal.as_deref().is_some_and(|s| !s.is_empty())
-                        || d.reasoning_content.as_deref().is_some_and(|s| !s.is_empty())
+                        || d.reasoning_content
+                            .as_deref()
+                            .is_some_and(|s| !s.is_empty())
                 })
         });
         if has_content {
@@ -370,7 +396,11 @@ impl StreamTranslator for OpenAiStream {
         let r = parser.finish(|_event, data| self.on_event(data, out));
         self.parser = parser;
         r?;
-        if self.done { Ok(()) } else { Err(StreamFault::Truncated) }
+        if self.done {
+            Ok(())
+        } else {
+            Err(StreamFault::Truncated)
+        }
     }
 
     fn content_started(&self) -> bool {
@@ -506,7 +536,10 @@ data: [DONE]\n\n";
     fn in_band_error_and_truncation() {
         let mut t = OpenAiStream::new(endpoint().price, false);
         let mut out = Vec::new();
-        let r = t.feed(b"data: {\"error\":{\"message\":\"overloaded\"}}\n\n", &mut out);
+        let r = t.feed(
+            b"data: {\"error\":{\"message\":\"overloaded\"}}\n\n",
+            &mut out,
+        );
         assert_eq!(r, Err(StreamFault::InBand("overloaded".into())));
         assert!(!t.content_started());
 

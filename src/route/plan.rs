@@ -58,11 +58,11 @@ pub fn plan(cfg: &Config, key: &ApiKey, req: &ChatRequest) -> Result<Plan, Gatew
 }
 
 /// Model ids the key may use, for `GET /v1/models`: logical models first, then pinned endpoints.
-pub fn visible_models<'a>(cfg: &'a Config, key: &'a ApiKey) -> impl Iterator<Item = (&'a str, &'a str)> + 'a {
-    let logical = cfg
-        .model_order
-        .iter()
-        .map(|m| (m.as_str(), "signalbox"));
+pub fn visible_models<'a>(
+    cfg: &'a Config,
+    key: &'a ApiKey,
+) -> impl Iterator<Item = (&'a str, &'a str)> + 'a {
+    let logical = cfg.model_order.iter().map(|m| (m.as_str(), "signalbox"));
     let pinned = cfg.endpoint_order.iter().filter_map(|id| {
         cfg.endpoints
             .get(id)

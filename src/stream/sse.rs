@@ -66,7 +66,10 @@ impl SseParser {
     /// At end of input: an event whose lines are complete but which lacks the final blank line
     /// is still dispatched (providers sometimes close right after the last `data:` line); an
     /// unterminated line is a cut-off and is dropped.
-    pub fn finish<E>(&mut self, mut on_event: impl FnMut(&[u8], &[u8]) -> Result<(), E>) -> Result<(), E> {
+    pub fn finish<E>(
+        &mut self,
+        mut on_event: impl FnMut(&[u8], &[u8]) -> Result<(), E>,
+    ) -> Result<(), E> {
         self.line.clear();
         self.dispatch(&mut on_event)
     }
@@ -106,7 +109,10 @@ impl SseParser {
         Ok(())
     }
 
-    fn dispatch<E>(&mut self, on_event: &mut impl FnMut(&[u8], &[u8]) -> Result<(), E>) -> Result<(), E> {
+    fn dispatch<E>(
+        &mut self,
+        on_event: &mut impl FnMut(&[u8], &[u8]) -> Result<(), E>,
+    ) -> Result<(), E> {
         let r = if self.has_data {
             on_event(&self.event, &self.data)
         } else {
@@ -130,7 +136,10 @@ mod tests {
             p.feed(
                 c,
                 |e, d| {
-                    out.push((String::from_utf8_lossy(e).into(), String::from_utf8_lossy(d).into()));
+                    out.push((
+                        String::from_utf8_lossy(e).into(),
+                        String::from_utf8_lossy(d).into(),
+                    ));
                     Ok::<(), ()>(())
                 },
                 || (),
@@ -138,7 +147,10 @@ mod tests {
             .unwrap();
         }
         p.finish(|e, d| {
-            out.push((String::from_utf8_lossy(e).into(), String::from_utf8_lossy(d).into()));
+            out.push((
+                String::from_utf8_lossy(e).into(),
+                String::from_utf8_lossy(d).into(),
+            ));
             Ok::<(), ()>(())
         })
         .unwrap();

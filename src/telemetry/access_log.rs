@@ -40,7 +40,10 @@ pub fn init(target: &str) -> std::io::Result<()> {
         "off" => None,
         "stdout" => Some(Box::new(std::io::stdout())),
         path => Some(Box::new(
-            std::fs::OpenOptions::new().create(true).append(true).open(path)?,
+            std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(path)?,
         )),
     };
     let sender = out.map(|mut w| {

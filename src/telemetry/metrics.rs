@@ -36,7 +36,8 @@ pub fn get() -> &'static Metrics {
 // here is a programming error caught by the first test run.
 fn reg<T: prometheus::core::Collector + Clone + 'static>(r: &Registry, m: T) -> T {
     #[allow(clippy::expect_used)]
-    r.register(Box::new(m.clone())).expect("metric registration");
+    r.register(Box::new(m.clone()))
+        .expect("metric registration");
     m
 }
 
@@ -51,55 +52,134 @@ impl Metrics {
             0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1,
         ];
         Metrics {
-            requests: reg(&r, IntCounterVec::new(
-                Opts::new("llm_requests_total", "Chat completion requests by served endpoint, provider and HTTP status"),
-                &["model", "provider", "status"],
-            ).expect("metric")),
-            request_duration: reg(&r, HistogramVec::new(
-                HistogramOpts::new("llm_request_duration_seconds", "Whole request duration, gateway included")
+            requests: reg(
+                &r,
+                IntCounterVec::new(
+                    Opts::new(
+                        "llm_requests_total",
+                        "Chat completion requests by served endpoint, provider and HTTP status",
+                    ),
+                    &["model", "provider", "status"],
+                )
+                .expect("metric"),
+            ),
+            request_duration: reg(
+                &r,
+                HistogramVec::new(
+                    HistogramOpts::new(
+                        "llm_request_duration_seconds",
+                        "Whole request duration, gateway included",
+                    )
                     .buckets(latency_buckets.clone()),
-                &["model", "provider"],
-            ).expect("metric")),
-            ttft: reg(&r, HistogramVec::new(
-                HistogramOpts::new("llm_time_to_first_token_seconds", "Time from request start to the first content byte")
+                    &["model", "provider"],
+                )
+                .expect("metric"),
+            ),
+            ttft: reg(
+                &r,
+                HistogramVec::new(
+                    HistogramOpts::new(
+                        "llm_time_to_first_token_seconds",
+                        "Time from request start to the first content byte",
+                    )
                     .buckets(latency_buckets),
-                &["model", "provider"],
-            ).expect("metric")),
-            tokens: reg(&r, IntCounterVec::new(
-                Opts::new("llm_tokens_total", "Tokens by direction (input includes cached_input)"),
-                &["model", "provider", "direction"],
-            ).expect("metric")),
-            cost_usd: reg(&r, CounterVec::new(
-                Opts::new("llm_cost_usd_total", "Spend in USD from the configured prices"),
-                &["model", "provider"],
-            ).expect("metric")),
-            errors: reg(&r, IntCounterVec::new(
-                Opts::new("llm_errors_total", "Requests that ended in an error, by error type"),
-                &["error_type", "provider"],
-            ).expect("metric")),
-            fallbacks: reg(&r, IntCounterVec::new(
-                Opts::new("llm_fallbacks_total", "Attempts abandoned for the next chain member, by reason"),
-                &["provider", "reason"],
-            ).expect("metric")),
-            attempts: reg(&r, IntCounterVec::new(
-                Opts::new("llm_upstream_attempts_total", "Upstream attempts by endpoint and outcome"),
-                &["model", "provider", "outcome"],
-            ).expect("metric")),
-            overhead: reg(&r, HistogramVec::new(
-                HistogramOpts::new("signalbox_gateway_overhead_seconds", "Time spent in the gateway, upstream excluded")
+                    &["model", "provider"],
+                )
+                .expect("metric"),
+            ),
+            tokens: reg(
+                &r,
+                IntCounterVec::new(
+                    Opts::new(
+                        "llm_tokens_total",
+                        "Tokens by direction (input includes cached_input)",
+                    ),
+                    &["model", "provider", "direction"],
+                )
+                .expect("metric"),
+            ),
+            cost_usd: reg(
+                &r,
+                CounterVec::new(
+                    Opts::new(
+                        "llm_cost_usd_total",
+                        "Spend in USD from the configured prices",
+                    ),
+                    &["model", "provider"],
+                )
+                .expect("metric"),
+            ),
+            errors: reg(
+                &r,
+                IntCounterVec::new(
+                    Opts::new(
+                        "llm_errors_total",
+                        "Requests that ended in an error, by error type",
+                    ),
+                    &["error_type", "provider"],
+                )
+                .expect("metric"),
+            ),
+            fallbacks: reg(
+                &r,
+                IntCounterVec::new(
+                    Opts::new(
+                        "llm_fallbacks_total",
+                        "Attempts abandoned for the next chain member, by reason",
+                    ),
+                    &["provider", "reason"],
+                )
+                .expect("metric"),
+            ),
+            attempts: reg(
+                &r,
+                IntCounterVec::new(
+                    Opts::new(
+                        "llm_upstream_attempts_total",
+                        "Upstream attempts by endpoint and outcome",
+                    ),
+                    &["model", "provider", "outcome"],
+                )
+                .expect("metric"),
+            ),
+            overhead: reg(
+                &r,
+                HistogramVec::new(
+                    HistogramOpts::new(
+                        "signalbox_gateway_overhead_seconds",
+                        "Time spent in the gateway, upstream excluded",
+                    )
                     .buckets(overhead_buckets),
-                &["stream"],
-            ).expect("metric")),
-            in_flight: reg(&r, IntGauge::new("llm_requests_in_flight", "Chat requests being served").expect("metric")),
-            config_reloads: reg(&r, IntCounterVec::new(
-                Opts::new("signalbox_config_reloads_total", "Config reloads by result"),
-                &["result"],
-            ).expect("metric")),
-            config_version: reg(&r, IntGauge::new("signalbox_config_version", "Version of the live config").expect("metric")),
-            access_log_dropped: reg(&r, IntCounter::new(
-                "signalbox_access_log_dropped_total",
-                "Access-log lines dropped because the writer fell behind",
-            ).expect("metric")),
+                    &["stream"],
+                )
+                .expect("metric"),
+            ),
+            in_flight: reg(
+                &r,
+                IntGauge::new("llm_requests_in_flight", "Chat requests being served")
+                    .expect("metric"),
+            ),
+            config_reloads: reg(
+                &r,
+                IntCounterVec::new(
+                    Opts::new("signalbox_config_reloads_total", "Config reloads by result"),
+                    &["result"],
+                )
+                .expect("metric"),
+            ),
+            config_version: reg(
+                &r,
+                IntGauge::new("signalbox_config_version", "Version of the live config")
+                    .expect("metric"),
+            ),
+            access_log_dropped: reg(
+                &r,
+                IntCounter::new(
+                    "signalbox_access_log_dropped_total",
+                    "Access-log lines dropped because the writer fell behind",
+                )
+                .expect("metric"),
+            ),
             registry: r,
         }
     }

@@ -28,15 +28,25 @@ pub fn record(session: &Session, ctx: &RequestCtx) {
             .with_label_values(&[model, provider])
             .observe(elapsed.as_secs_f64());
         if let Some(t) = ctx.ttft {
-            m.ttft.with_label_values(&[model, provider]).observe(t.as_secs_f64());
+            m.ttft
+                .with_label_values(&[model, provider])
+                .observe(t.as_secs_f64());
         }
         if let Some(u) = &ctx.usage {
-            m.tokens.with_label_values(&[model, provider, "input"]).inc_by(u.prompt_tokens);
-            m.tokens.with_label_values(&[model, provider, "output"]).inc_by(u.completion_tokens);
-            m.tokens.with_label_values(&[model, provider, "cached_input"]).inc_by(u.cached_tokens);
+            m.tokens
+                .with_label_values(&[model, provider, "input"])
+                .inc_by(u.prompt_tokens);
+            m.tokens
+                .with_label_values(&[model, provider, "output"])
+                .inc_by(u.completion_tokens);
+            m.tokens
+                .with_label_values(&[model, provider, "cached_input"])
+                .inc_by(u.cached_tokens);
         }
         if let Some(c) = &ctx.cost {
-            m.cost_usd.with_label_values(&[model, provider]).inc_by(c.total());
+            m.cost_usd
+                .with_label_values(&[model, provider])
+                .inc_by(c.total());
         }
         if let Some(e) = &ctx.error {
             m.errors.with_label_values(&[e.kind.code(), provider]).inc();

@@ -74,10 +74,16 @@ pub fn wait_port(port: u16, what: &str) {
 pub fn emulator(extra: &[&str]) -> Proc {
     let port = free_port();
     let mut cmd = Command::new(BIN);
-    cmd.args(["emulate", "--listen", &format!("127.0.0.1:{port}"), "--api-key", "sk-upstream"])
-        .args(extra)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null());
+    cmd.args([
+        "emulate",
+        "--listen",
+        &format!("127.0.0.1:{port}"),
+        "--api-key",
+        "sk-upstream",
+    ])
+    .args(extra)
+    .stdout(Stdio::null())
+    .stderr(Stdio::null());
     let child = cmd.spawn().expect("spawn emulator");
     wait_port(port, "emulator");
     Proc {
@@ -150,7 +156,13 @@ impl Drop for TempDir {
 
 /// The standard test config: `providers` is YAML for the `providers:` section (indented by two
 /// spaces), `models` likewise.
-pub fn config_yaml(port: u16, admin: u16, dir: &std::path::Path, providers: &str, models: &str) -> String {
+pub fn config_yaml(
+    port: u16,
+    admin: u16,
+    dir: &std::path::Path,
+    providers: &str,
+    models: &str,
+) -> String {
     format!(
         r#"server:
   threads: 2
@@ -184,7 +196,10 @@ keys:
 }
 
 pub fn sha256_hex(s: &str) -> String {
-    let out = Command::new(BIN).args(["hash-key", s]).output().expect("hash-key");
+    let out = Command::new(BIN)
+        .args(["hash-key", s])
+        .output()
+        .expect("hash-key");
     String::from_utf8_lossy(&out.stdout).trim().to_string()
 }
 
@@ -206,7 +221,11 @@ pub fn start_gateway(providers: &str, models: &str) -> Gateway {
     let port = free_port();
     let admin_port = free_port();
     let config_path = dir.0.join("signalbox.yaml");
-    std::fs::write(&config_path, config_yaml(port, admin_port, &dir.0, providers, models)).expect("write config");
+    std::fs::write(
+        &config_path,
+        config_yaml(port, admin_port, &dir.0, providers, models),
+    )
+    .expect("write config");
     let child = Command::new(BIN)
         .args(["run", "-c", config_path.to_str().expect("utf8 path")])
         .stdout(Stdio::null())
@@ -309,7 +328,8 @@ impl<'a> Req<'a> {
     }
 
     pub fn send(self) -> Response {
-        self.try_send().unwrap_or_else(|e| panic!("request failed: {e}"))
+        self.try_send()
+            .unwrap_or_else(|e| panic!("request failed: {e}"))
     }
 
     pub fn try_send(self) -> std::io::Result<Response> {

@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# Sets up and runs every test: formatting, clippy (-D warnings), unit and integration tests
+# (real gateway + emulator processes on loopback), every shipped config validated, and the real
+# client SDKs (OpenAI, LangChain, Agents SDK) against the real gateway.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/signalbox-target}"
+export CARGO_TERM_COLOR=never
+
+scripts/setup.sh --python
+VENV="${SIGNALBOX_VENV:-$HOME/.cache/signalbox-venv}"
+
+echo "== cargo fmt --check"
+cargo fmt --all -- --check
+echo "== cargo clippy -D warnings"
+cargo clippy --all-targets --locked -- -D warnings
+echo "== cargo test"
+cargo test --locked --all-targets
+echo "== shipped configs"
+for f in conf/*.yaml; do
+  EMU_A_KEY=x EMU_B_KEY=x OPENAI_API_KEY=x ANTHROPIC_API_KEY=x \
+    "$CARGO_TARGET_DIR/debug/signalbox" check-config "$f"
+done
+echo "== real clients (pytest)"
+SIGNALBOX_BIN="$CARGO_TARGET_DIR/debug/signalbox" "$VENV/bin/python" -m pytest -q tests/python
