@@ -31,14 +31,24 @@ impl fmt::Display for ConfigError {
 }
 
 #[derive(Default)]
-struct Errors(Vec<ConfigError>);
+struct Errors(Vec<ConfigError>, Vec<String>);
 
 impl Errors {
     fn push(&mut self, path: impl Into<String>, message: impl Into<String>) {
+        let path = path.into();
+        // A value whose `${VAR}` failed is reported once, not again by every later check.
+        if self.1.contains(&path) {
+            return;
+        }
         self.0.push(ConfigError {
-            path: path.into(),
+            path,
             message: message.into(),
         });
+    }
+
+    fn push_unset(&mut self, path: String, message: String) {
+        self.push(path.clone(), message);
+        self.1.push(path);
     }
 }
 
@@ -569,7 +579,7 @@ fn interpolate(
     match v {
         yaml_serde::Value::String(s) if s.contains('$') => match expand(s, env) {
             Ok(new) => *s = new,
-            Err(msg) => errs.push(path, msg),
+            Err(msg) => errs.push_unset(path, msg),
         },
         yaml_serde::Value::Mapping(m) => {
             for (k, child) in m.iter_mut() {
