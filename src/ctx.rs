@@ -40,6 +40,8 @@ pub struct RequestCtx {
     pub upstream_time: Duration,
     pub error: Option<GatewayError>,
     pub status: u16,
+    /// The client hung up before the response was complete.
+    pub client_gone: bool,
 }
 
 impl RequestCtx {
@@ -62,6 +64,7 @@ impl RequestCtx {
             upstream_time: Duration::ZERO,
             error: None,
             status: 0,
+            client_gone: false,
         }
     }
 

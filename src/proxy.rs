@@ -81,6 +81,9 @@ impl ProxyHttp for Gateway {
     async fn request_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
         let cfg = self.store.snapshot();
         ctx.cfg = Some(cfg.clone());
+        // Pipelined HTTP/1.1 requests are stashed for the next turn of the connection instead of
+        // being taken for a client error while this one waits on its provider.
+        session.as_downstream_mut().set_pipelining_enabled(true);
         let method = session.req_header().method.clone();
         let path = session.req_header().uri.path().to_string();
         let result = match (method.as_str(), path.as_str()) {

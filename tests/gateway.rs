@@ -618,3 +618,76 @@ fn wait_for(mut cond: impl FnMut() -> bool, what: &str) {
     }
     panic!("timed out waiting for {what}");
 }
+
+#[test]
+fn h2c_clients_are_served() {
+    let a = emulator(&[]);
+    let gw = start_gateway(
+        &provider(
+            "emu-a",
+            &format!("http://127.0.0.1:{}/v1", a.port),
+            &[("small", "gpt-4o-mini")],
+            "",
+        ),
+        "  {}",
+    );
+    for stream in [false, true] {
+        let out = std::process::Command::new("curl")
+            .args([
+                "-s",
+                "--http2-prior-knowledge",
+                "-w",
+                "\n%{http_version} %{http_code}",
+                "-H",
+                &format!("Authorization: Bearer {KEY}"),
+                "-H",
+                "Content-Type: application/json",
+                "-d",
+                &chat("emu-a/small", stream),
+                &gw.url("/v1/chat/completions"),
+            ])
+            .output()
+            .expect("curl is needed for the h2c test");
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        assert!(text.ends_with("\n2 200"), "stream={stream}: {text}");
+        if stream {
+            assert!(text.contains("data: [DONE]"), "{text}");
+        } else {
+            assert!(text.contains("\"cost_usd\""), "{text}");
+        }
+    }
+}
+
+#[test]
+fn client_hangup_cancels_the_provider_call() {
+    use std::io::Write;
+    let a = emulator(&[]);
+    let gw = start_gateway(
+        &provider(
+            "emu-a",
+            &format!("http://127.0.0.1:{}/v1", a.port),
+            &[("slow", "gpt-4o-mini?latency_ms=20000")],
+            "",
+        ),
+        "  {}",
+    );
+    let body = chat("emu-a/slow", false);
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", gw.proc.port)).unwrap();
+    let head = format!(
+        "POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {KEY}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    );
+    s.write_all(head.as_bytes()).unwrap();
+    s.write_all(body.as_bytes()).unwrap();
+    std::thread::sleep(Duration::from_millis(400));
+    drop(s);
+    wait_for(
+        || emulator_stats(&a)["disconnects"].as_u64().unwrap_or(0) >= 1,
+        "the provider call to be cancelled",
+    );
+    let log_path = gw.config_path.with_file_name("access.log");
+    wait_for(
+        || std::fs::read_to_string(&log_path).is_ok_and(|l| l.contains("\"status\":499")),
+        "a 499 access-log line",
+    );
+}

@@ -73,7 +73,15 @@ impl Engine {
                 break;
             }
             let t0 = Instant::now();
-            let result = self.attempt(ep, req, deadline, opts).await;
+            // A client that hangs up cancels the provider call instead of leaving it running.
+            let result = tokio::select! {
+                r = self.attempt(ep, req, deadline, opts) => r,
+                () = client_gone(session) => {
+                    ctx.upstream_time += t0.elapsed();
+                    ctx.client_gone = true;
+                    return Ok(());
+                }
+            };
             ctx.upstream_time += t0.elapsed();
             let provider = ep.provider.name.as_str();
             match result {
@@ -337,6 +345,7 @@ impl Engine {
                             .await;
                     }
                     PumpEnd::ClientGone => {
+                        ctx.client_gone = true;
                         // Cancels the provider call: an abandoned generation is not left running.
                         up.shutdown().await;
                     }
@@ -359,7 +368,10 @@ impl Engine {
         let mut out = Vec::with_capacity(4096);
         while !translator.done() {
             let by = deadline.min(Instant::now() + read_timeout);
-            let next = timeout_at(by, up.read_response_body()).await;
+            let next = tokio::select! {
+                n = timeout_at(by, up.read_response_body()) => n,
+                () = client_gone(session) => return PumpEnd::ClientGone,
+            };
             let ended = matches!(next, Ok(Ok(None)));
             out.clear();
             let fault = match next {
@@ -400,6 +412,21 @@ impl Engine {
         }
         PumpEnd::Clean
     }
+}
+
+/// Resolves when the client has gone away (HTTP/1.1 FIN, HTTP/2 RST_STREAM); never otherwise.
+/// The request body has been read in full, so anything the client sends now is either a close
+/// or a pipelined next request (which Pingora stashes when pipelining is on).
+async fn client_gone(session: &mut Session) {
+    if session
+        .as_downstream_mut()
+        .read_body_or_idle(true)
+        .await
+        .is_err()
+    {
+        return;
+    }
+    std::future::pending::<()>().await
 }
 
 enum PumpEnd {

@@ -10,7 +10,10 @@ use crate::ctx::RequestCtx;
 pub fn record(session: &Session, ctx: &RequestCtx) {
     let m = metrics::get();
     let elapsed = ctx.start.elapsed();
-    let status = if ctx.status == 0 {
+    let status = if ctx.client_gone && ctx.status == 0 {
+        // nginx's convention for "the client closed the connection first".
+        499
+    } else if ctx.status == 0 {
         session.response_written().map_or(0, |h| h.status.as_u16())
     } else {
         ctx.status
