@@ -31,6 +31,11 @@ pub struct ChatRequest {
     pub max_completion_tokens: Option<u64>,
     pub n: Option<u64>,
     pub user: Option<String>,
+    /// `tools`, typed (checked at ingress) for codecs that translate them; `tools` above keeps
+    /// the client's bytes for OpenAI-compatible upstreams.
+    pub tool_defs: Vec<Tool>,
+    /// `tool_choice`, typed.
+    pub tool_choice_parsed: Option<ToolChoice>,
     /// Signalbox's body extension: an explicit ordered fallback list (`models` or `fallback`).
     pub fallback_models: Vec<String>,
     /// Signalbox's body extension `provider: {..}`, kept raw until routing reads it.
@@ -39,6 +44,14 @@ pub struct ChatRequest {
 }
 
 impl ChatRequest {
+    /// A field kept raw in `extra` (e.g. `response_format`, `stop`, `seed`), for codecs that map it.
+    pub fn extra_field(&self, name: &str) -> Option<&RawValue> {
+        self.extra
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_ref())
+    }
+
     /// True when the request carries at least one tool definition.
     pub fn has_tools(&self) -> bool {
         self.tools.as_ref().is_some_and(|t| t.get().trim() != "[]")
@@ -57,6 +70,60 @@ impl ChatRequest {
     /// A rough prompt size in characters, for context-window checks and usage estimates.
     pub fn prompt_chars(&self) -> usize {
         self.messages.iter().map(Message::text_len).sum()
+    }
+}
+
+/// A function tool the model may call.
+#[derive(Debug, Clone, Deserialize)]
+pub struct Tool {
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub function: FunctionDef,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct FunctionDef {
+    pub name: String,
+    #[serde(default)]
+    pub description: Option<String>,
+    /// JSON Schema of the arguments, kept as the client wrote it.
+    #[serde(default)]
+    pub parameters: Option<Box<RawValue>>,
+    #[serde(default)]
+    pub strict: Option<bool>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ToolChoice {
+    Auto,
+    None,
+    Required,
+    Function(String),
+}
+
+impl<'de> Deserialize<'de> for ToolChoice {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Wire {
+            Mode(String),
+            Named { function: Named },
+        }
+        #[derive(Deserialize)]
+        struct Named {
+            name: String,
+        }
+        match Wire::deserialize(d)? {
+            Wire::Mode(m) => match m.as_str() {
+                "auto" => Ok(ToolChoice::Auto),
+                "none" => Ok(ToolChoice::None),
+                "required" => Ok(ToolChoice::Required),
+                other => Err(de::Error::custom(format!(
+                    "unknown tool_choice `{other}`; expected auto, none, required or {{\"type\":\"function\",\"function\":{{\"name\":..}}}}"
+                ))),
+            },
+            Wire::Named { function } => Ok(ToolChoice::Function(function.name)),
+        }
     }
 }
 
@@ -484,4 +551,59 @@ mod tests {
         assert!(r.provider_prefs.is_some());
         assert!(r.extra.is_empty());
     }
+}
+
+// ---- responses ---------------------------------------------------------------------------------
+
+/// Why generation stopped, in OpenAI's vocabulary (every codec maps its own reasons onto these).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FinishReason {
+    Stop,
+    Length,
+    ToolCalls,
+    ContentFilter,
+}
+
+impl FinishReason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FinishReason::Stop => "stop",
+            FinishReason::Length => "length",
+            FinishReason::ToolCalls => "tool_calls",
+            FinishReason::ContentFilter => "content_filter",
+        }
+    }
+}
+
+/// A complete (non-streaming) answer from any provider.
+#[derive(Debug, Clone, Default)]
+pub struct ChatResponse {
+    /// The provider's response id (kept for tracing; OpenAI clients only display it).
+    pub id: String,
+    /// The model the provider says served the call.
+    pub model: String,
+    pub content: Option<String>,
+    /// Reasoning text the provider exposed (Anthropic thinking, Gemini thoughts), sent to clients as
+    /// `reasoning_content` the way DeepSeek and vLLM do.
+    pub reasoning: Option<String>,
+    pub tool_calls: Vec<ToolCall>,
+    pub finish_reason: Option<FinishReason>,
+    pub usage: Option<Usage>,
+}
+
+/// One step of a streamed answer, provider-neutral. Tool-call `index` is 0-based per stream and
+/// counts tool calls only (Anthropic's block indexes count text blocks too; the decoders
+/// renumber).
+#[derive(Debug, Clone, PartialEq)]
+pub enum StreamEvent {
+    /// The response began (OpenAI's first chunk with `role: assistant`).
+    Start { id: String, model: String },
+    Text(String),
+    Reasoning(String),
+    ToolCallStart { index: u32, id: String, name: String },
+    ToolCallArgs { index: u32, fragment: String },
+    Finish(FinishReason),
+    Usage(Usage),
+    /// The provider's end-of-stream marker.
+    Done,
 }

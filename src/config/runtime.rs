@@ -66,6 +66,26 @@ pub struct Provider {
     pub first_byte_timeout: Duration,
     pub read_timeout: Duration,
     pub extra_headers: Vec<(HeaderName, http::HeaderValue)>,
+    pub api_version: Option<String>,
+    pub aws: Option<AwsCredentials>,
+}
+
+/// Bedrock signing material. `Debug` shows the region and key id only.
+#[derive(Clone)]
+pub struct AwsCredentials {
+    pub region: String,
+    pub access_key_id: String,
+    pub secret_access_key: String,
+    pub session_token: Option<String>,
+}
+
+impl std::fmt::Debug for AwsCredentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AwsCredentials")
+            .field("region", &self.region)
+            .field("access_key_id", &self.access_key_id)
+            .finish_non_exhaustive()
+    }
 }
 
 impl std::fmt::Debug for Provider {

@@ -113,12 +113,29 @@ pub struct ProviderSection {
     /// Longest silence between two reads of a response body.
     #[serde(default = "default_read_timeout")]
     pub read_timeout_ms: u64,
+    /// API version: Azure OpenAI's `api-version` query parameter, Anthropic's
+    /// `anthropic-version` header (default `2023-06-01`).
+    #[serde(default)]
+    pub api_version: Option<String>,
+    /// AWS signing for Bedrock: region and credentials (usually `${AWS_ACCESS_KEY_ID}` etc.).
+    #[serde(default)]
+    pub aws: Option<AwsSection>,
     /// Extra request headers sent to this provider (e.g. `OpenAI-Organization`).
     #[serde(default)]
     pub headers: BTreeMap<String, String>,
     /// The models this provider serves; each becomes the endpoint `provider/model`.
     #[serde(default)]
     pub models: BTreeMap<String, EndpointSection>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AwsSection {
+    pub region: String,
+    pub access_key_id: String,
+    pub secret_access_key: String,
+    #[serde(default)]
+    pub session_token: Option<String>,
 }
 
 #[derive(Debug, Deserialize, Default)]

@@ -400,6 +400,13 @@ fn compile_provider(
         first_byte_timeout: Duration::from_millis(p.first_byte_timeout_ms),
         read_timeout: Duration::from_millis(p.read_timeout_ms),
         extra_headers,
+        api_version: p.api_version.clone(),
+        aws: p.aws.as_ref().map(|a| AwsCredentials {
+            region: a.region.clone(),
+            access_key_id: a.access_key_id.clone(),
+            secret_access_key: a.secret_access_key.clone(),
+            session_token: a.session_token.clone().filter(|t| !t.is_empty()),
+        }),
     })
 }
 

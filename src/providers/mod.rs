@@ -3,6 +3,7 @@
 //! the provider kind, so adding a provider means one new file and one new arm.
 
 pub mod openai;
+pub mod tool_ids;
 
 use bytes::Bytes;
 use pingora::http::RequestHeader;

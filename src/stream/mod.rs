@@ -2,6 +2,7 @@
 //! the OpenAI chunks clients expect. Translators are synchronous state machines fed arbitrary
 //! byte splits, so they are tested by feeding recorded streams split at every offset.
 
+pub mod openai_out;
 pub mod sse;
 
 use crate::llm::Usage;
@@ -40,4 +41,74 @@ pub trait StreamTranslator: Send {
     /// True once the stream's terminator was seen.
     fn done(&self) -> bool;
     fn usage(&self) -> Option<Usage>;
+}
+
+/// A provider's stream format, decoded into canonical events (SSE for Anthropic and Gemini, AWS
+/// event-stream for Bedrock). Pure and incremental: input may be split anywhere.
+pub trait StreamDecoder: Send {
+    fn feed(
+        &mut self,
+        input: &[u8],
+        events: &mut Vec<crate::llm::StreamEvent>,
+    ) -> Result<(), StreamFault>;
+    /// The upstream body ended; a decoder whose stream had no terminator returns `Truncated`
+    /// unless the format has none (then it emits `Done` itself).
+    fn finish(&mut self, events: &mut Vec<crate::llm::StreamEvent>) -> Result<(), StreamFault>;
+}
+
+/// Decoder + OpenAI chunk writer = a `StreamTranslator` for any non-OpenAI provider.
+pub struct Translated<D> {
+    decoder: D,
+    writer: openai_out::ChunkWriter,
+    events: Vec<crate::llm::StreamEvent>,
+    started: bool,
+}
+
+impl<D: StreamDecoder> Translated<D> {
+    pub fn new(decoder: D, price: crate::config::runtime::Price, include_usage: bool) -> Self {
+        Translated {
+            decoder,
+            writer: openai_out::ChunkWriter::new(price, include_usage),
+            events: Vec::new(),
+            started: false,
+        }
+    }
+
+    fn drain(&mut self, out: &mut Vec<u8>) {
+        for ev in self.events.drain(..) {
+            self.started |= self.writer.write(ev, out);
+        }
+    }
+}
+
+impl<D: StreamDecoder> StreamTranslator for Translated<D> {
+    fn feed(&mut self, input: &[u8], out: &mut Vec<u8>) -> Result<(), StreamFault> {
+        let r = self.decoder.feed(input, &mut self.events);
+        // Events decoded before a fault still reach the client (the fault ends the stream).
+        self.drain(out);
+        r
+    }
+
+    fn finish(&mut self, out: &mut Vec<u8>) -> Result<(), StreamFault> {
+        let r = self.decoder.finish(&mut self.events);
+        self.drain(out);
+        r?;
+        if self.writer.done() {
+            Ok(())
+        } else {
+            Err(StreamFault::Truncated)
+        }
+    }
+
+    fn content_started(&self) -> bool {
+        self.started
+    }
+
+    fn done(&self) -> bool {
+        self.writer.done()
+    }
+
+    fn usage(&self) -> Option<Usage> {
+        self.writer.usage()
+    }
 }

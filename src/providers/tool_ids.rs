@@ -1,0 +1,97 @@
+//! Tool-call IDs across providers, translated statelessly so a history written against one
+//! provider replays against another: the same input ID always maps to the same output ID, in the
+//! assistant turn that made the call and in the tool result that answers it.
+//!
+//! - OpenAI `call_X` ⇄ Anthropic `toolu_X` (prefix swap; the rest kept).
+//! - Bedrock accepts `[a-zA-Z0-9_-]{1,64}`: IDs are kept when they fit, hashed when not.
+//! - Mistral demands exactly 9 alphanumerics: a hash of the ID, base62.
+//! - Gemini has no IDs on older models: the decoder synthesizes `call_` + a hash of the
+//!   response id, the call's position and its name.
+
+use sha2::{Digest, Sha256};
+
+const BASE62: &[u8] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
+
+fn is_safe(id: &str, max: usize) -> bool {
+    !id.is_empty()
+        && id.len() <= max
+        && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+}
+
+/// `n` base62 characters derived from `input`.
+pub fn hash62(input: &str, n: usize) -> String {
+    let digest = Sha256::digest(input.as_bytes());
+    digest.iter().take(n).map(|b| BASE62[(*b as usize) % 62] as char).collect()
+}
+
+/// Client (OpenAI-style) ID → Anthropic `tool_use.id` / `tool_result.tool_use_id`.
+pub fn to_anthropic(id: &str) -> String {
+    let rest = id.strip_prefix("call_").unwrap_or(id);
+    if id.starts_with("toolu_") {
+        return if is_safe(id, 256) { id.to_string() } else { format!("toolu_{}", hash62(id, 24)) };
+    }
+    if is_safe(rest, 200) {
+        format!("toolu_{rest}")
+    } else {
+        format!("toolu_{}", hash62(id, 24))
+    }
+}
+
+/// Anthropic ID → the OpenAI-style ID clients see.
+pub fn from_anthropic(id: &str) -> String {
+    match id.strip_prefix("toolu_") {
+        Some(rest) => format!("call_{rest}"),
+        None => format!("call_{id}"),
+    }
+}
+
+/// Client ID → Bedrock `toolUseId`.
+pub fn to_bedrock(id: &str) -> String {
+    if is_safe(id, 64) {
+        id.to_string()
+    } else {
+        format!("tooluse_{}", hash62(id, 22))
+    }
+}
+
+/// Bedrock `toolUseId` → the ID clients see (kept: Bedrock IDs are already OpenAI-safe).
+pub fn from_bedrock(id: &str) -> String {
+    id.to_string()
+}
+
+/// Client ID → Mistral's 9 alphanumerics.
+pub fn to_mistral(id: &str) -> String {
+    if id.len() == 9 && id.bytes().all(|b| b.is_ascii_alphanumeric()) {
+        id.to_string()
+    } else {
+        hash62(id, 9)
+    }
+}
+
+/// A synthesized ID for providers that return none (Gemini).
+pub fn synthesize(response_id: &str, position: usize, name: &str) -> String {
+    format!("call_{}", hash62(&format!("{response_id}/{position}/{name}"), 24))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trips_and_determinism() {
+        assert_eq!(to_anthropic("call_abc123"), "toolu_abc123");
+        assert_eq!(from_anthropic("toolu_abc123"), "call_abc123");
+        assert_eq!(from_anthropic(&to_anthropic("call_abc123")), "call_abc123");
+        assert_eq!(to_anthropic("toolu_01A"), "toolu_01A");
+        let odd = "call:with spaces";
+        assert_eq!(to_anthropic(odd), to_anthropic(odd));
+        assert!(to_anthropic(odd).starts_with("toolu_"));
+        let m = to_mistral("call_abcdefghijklmnop");
+        assert_eq!(m.len(), 9);
+        assert_eq!(m, to_mistral("call_abcdefghijklmnop"));
+        assert_eq!(to_mistral("abc123XYZ"), "abc123XYZ");
+        assert_eq!(to_bedrock("tooluse_abc"), "tooluse_abc");
+        assert!(to_bedrock(&"x".repeat(100)).len() <= 64);
+        assert_ne!(synthesize("r", 0, "f"), synthesize("r", 1, "f"));
+    }
+}
