@@ -597,11 +597,21 @@ pub struct ChatResponse {
 #[derive(Debug, Clone, PartialEq)]
 pub enum StreamEvent {
     /// The response began (OpenAI's first chunk with `role: assistant`).
-    Start { id: String, model: String },
+    Start {
+        id: String,
+        model: String,
+    },
     Text(String),
     Reasoning(String),
-    ToolCallStart { index: u32, id: String, name: String },
-    ToolCallArgs { index: u32, fragment: String },
+    ToolCallStart {
+        index: u32,
+        id: String,
+        name: String,
+    },
+    ToolCallArgs {
+        index: u32,
+        fragment: String,
+    },
     Finish(FinishReason),
     Usage(Usage),
     /// The provider's end-of-stream marker.

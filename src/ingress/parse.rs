@@ -93,12 +93,24 @@ pub fn chat_request(body: &[u8]) -> Result<ChatRequest, GatewayError> {
 }
 
 /// Parses a raw field into its typed form, naming the exact path of a bad value.
-fn typed<T: serde::de::DeserializeOwned>(raw: &serde_json::value::RawValue, field: &str) -> Result<T, GatewayError> {
+fn typed<T: serde::de::DeserializeOwned>(
+    raw: &serde_json::value::RawValue,
+    field: &str,
+) -> Result<T, GatewayError> {
     let mut de = serde_json::Deserializer::from_str(raw.get());
     serde_path_to_error::deserialize(&mut de).map_err(|e| {
         let inner = e.path().to_string();
-        let path = if inner == "." { field.to_string() } else if inner.starts_with('[') { format!("{field}{inner}") } else { format!("{field}.{inner}") };
-        GatewayError::invalid(path.clone(), format!("invalid value for `{path}`: {}", e.into_inner()))
+        let path = if inner == "." {
+            field.to_string()
+        } else if inner.starts_with('[') {
+            format!("{field}{inner}")
+        } else {
+            format!("{field}.{inner}")
+        };
+        GatewayError::invalid(
+            path.clone(),
+            format!("invalid value for `{path}`: {}", e.into_inner()),
+        )
     })
 }
 
@@ -107,10 +119,18 @@ fn check(mut req: ChatRequest) -> Result<ChatRequest, GatewayError> {
         req.tool_defs = typed(raw, "tools")?;
         for (i, t) in req.tool_defs.iter().enumerate() {
             if t.kind != "function" {
-                return Err(GatewayError::invalid(format!("tools[{i}].type"), "only `function` tools are supported"));
+                return Err(GatewayError::invalid(
+                    format!("tools[{i}].type"),
+                    "only `function` tools are supported",
+                ));
             }
             let n = &t.function.name;
-            if n.is_empty() || n.len() > 64 || !n.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-') {
+            if n.is_empty()
+                || n.len() > 64
+                || !n
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+            {
                 return Err(GatewayError::invalid(
                     format!("tools[{i}].function.name"),
                     "a function name must be 1-64 characters of a-z, A-Z, 0-9, _ and -",
@@ -123,7 +143,10 @@ fn check(mut req: ChatRequest) -> Result<ChatRequest, GatewayError> {
         if let crate::llm::ToolChoice::Function(name) = &choice
             && !req.tool_defs.iter().any(|t| &t.function.name == name)
         {
-            return Err(GatewayError::invalid("tool_choice", format!("`tool_choice` names `{name}`, which is not in `tools`")));
+            return Err(GatewayError::invalid(
+                "tool_choice",
+                format!("`tool_choice` names `{name}`, which is not in `tools`"),
+            ));
         }
         req.tool_choice_parsed = Some(choice);
     }

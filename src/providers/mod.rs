@@ -2,6 +2,10 @@
 //! wire format. No I/O here; the engine does the calling. This module holds the only `match` on
 //! the provider kind, so adding a provider means one new file and one new arm.
 
+pub mod anthropic;
+pub mod azure;
+pub mod bedrock;
+pub mod gemini;
 pub mod openai;
 pub mod tool_ids;
 
@@ -12,7 +16,7 @@ use crate::config::runtime::Endpoint;
 use crate::engine::FallbackReason;
 use crate::error::GatewayError;
 use crate::llm::{ChatRequest, Usage};
-use crate::stream::StreamTranslator;
+use crate::stream::{StreamTranslator, Translated};
 
 /// A provider's wire format. The OpenAI-compatible flavours share one codec; they are named so
 /// that flavour-specific rules (ID formats, unsupported fields) have a place to live.
@@ -27,12 +31,20 @@ pub enum ProviderKind {
     Fireworks,
     Vllm,
     Ollama,
+    Azure,
+    Anthropic,
+    Gemini,
+    Bedrock,
 }
 
 /// The codec a provider kind speaks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Codec {
     OpenAi,
+    Azure,
+    Anthropic,
+    Gemini,
+    Bedrock,
 }
 
 impl ProviderKind {
@@ -47,6 +59,10 @@ impl ProviderKind {
             | ProviderKind::Fireworks
             | ProviderKind::Vllm
             | ProviderKind::Ollama => Codec::OpenAi,
+            ProviderKind::Azure => Codec::Azure,
+            ProviderKind::Anthropic => Codec::Anthropic,
+            ProviderKind::Gemini => Codec::Gemini,
+            ProviderKind::Bedrock => Codec::Bedrock,
         }
     }
 
@@ -83,20 +99,48 @@ pub fn encode(
 ) -> Result<(Box<RequestHeader>, Bytes), GatewayError> {
     match ep.provider.kind.codec() {
         Codec::OpenAi => openai::encode(req, ep),
+        Codec::Azure => azure::encode(req, ep),
+        Codec::Anthropic => anthropic::encode(req, ep),
+        Codec::Gemini => gemini::encode(req, ep),
+        Codec::Bedrock => bedrock::encode(req, ep),
     }
 }
 
 /// Decodes a 2xx non-streaming body; an error means the body is unusable (fall over).
 pub fn decode(body: &[u8], ep: &Endpoint) -> Result<Decoded, String> {
-    match ep.provider.kind.codec() {
-        Codec::OpenAi => openai::decode(body, ep),
-    }
+    let canonical = match ep.provider.kind.codec() {
+        Codec::OpenAi | Codec::Azure => return openai::decode(body, ep),
+        Codec::Anthropic => anthropic::decode(body, ep)?,
+        Codec::Gemini => gemini::decode(body, ep)?,
+        Codec::Bedrock => bedrock::decode(body, ep)?,
+    };
+    Ok(Decoded {
+        body: openai::response_body(&canonical, &ep.price),
+        usage: canonical.usage,
+    })
 }
 
 /// A translator for this endpoint's stream; `include_usage` is what the client asked for.
 pub fn stream_translator(ep: &Endpoint, include_usage: bool) -> Box<dyn StreamTranslator> {
     match ep.provider.kind.codec() {
-        Codec::OpenAi => Box::new(openai::OpenAiStream::new(ep.price, include_usage)),
+        Codec::OpenAi | Codec::Azure => {
+            Box::new(openai::OpenAiStream::new(ep.price, include_usage))
+        }
+        Codec::Anthropic => Box::new(Translated::new(
+            anthropic::StreamDecoder::new(ep),
+            ep.price,
+            include_usage,
+        )),
+        Codec::Gemini => Box::new(Translated::new(
+            gemini::StreamDecoder::new(ep),
+            ep.price,
+            include_usage,
+        )),
+        Codec::Bedrock => Box::new(Translated::new(
+            bedrock::StreamDecoder::new(ep),
+            ep.price,
+            include_usage,
+        )),
     }
 }
 

@@ -559,3 +559,154 @@ data: [DONE]\n\n";
         assert!(!out.is_empty());
     }
 }
+
+// ---- canonical response → OpenAI body (for providers whose wire format is not OpenAI's) ---------
+
+/// The OpenAI `chat.completion` body for a canonical response, usage and cost included.
+pub fn response_body(resp: &crate::llm::ChatResponse, price: &Price) -> Vec<u8> {
+    use serde::Serialize;
+
+    #[derive(Serialize)]
+    struct Body<'a> {
+        id: String,
+        object: &'static str,
+        created: u64,
+        model: &'a str,
+        choices: [Choice<'a>; 1],
+        #[serde(skip_serializing_if = "Option::is_none")]
+        usage: Option<UsageOut>,
+    }
+    #[derive(Serialize)]
+    struct Choice<'a> {
+        index: u32,
+        message: Msg<'a>,
+        logprobs: (),
+        finish_reason: &'static str,
+    }
+    #[derive(Serialize)]
+    struct Msg<'a> {
+        role: &'static str,
+        content: Option<&'a str>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        reasoning_content: Option<&'a str>,
+        #[serde(skip_serializing_if = "<[_]>::is_empty")]
+        tool_calls: &'a [crate::llm::ToolCall],
+    }
+    #[derive(Serialize)]
+    struct UsageOut {
+        prompt_tokens: u64,
+        completion_tokens: u64,
+        total_tokens: u64,
+        prompt_tokens_details: Cached,
+        completion_tokens_details: Reasoning,
+        cost_usd: Usd,
+        input_cost_usd: Usd,
+        output_cost_usd: Usd,
+    }
+    #[derive(Serialize)]
+    struct Cached {
+        cached_tokens: u64,
+    }
+    #[derive(Serialize)]
+    struct Reasoning {
+        reasoning_tokens: u64,
+    }
+    /// A USD amount written as a plain decimal (no exponent), like the OpenAI-codec splice.
+    struct Usd(f64);
+    impl Serialize for Usd {
+        fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+            let text = fmt_usd(self.0);
+            let raw = RawValue::from_string(text).map_err(serde::ser::Error::custom)?;
+            raw.serialize(s)
+        }
+    }
+
+    let finish = resp.finish_reason.unwrap_or(if resp.tool_calls.is_empty() {
+        crate::llm::FinishReason::Stop
+    } else {
+        crate::llm::FinishReason::ToolCalls
+    });
+    let usage = resp.usage.map(|u| {
+        let c = cost(&u, price);
+        UsageOut {
+            prompt_tokens: u.prompt_tokens,
+            completion_tokens: u.completion_tokens,
+            total_tokens: u.total(),
+            prompt_tokens_details: Cached {
+                cached_tokens: u.cached_tokens,
+            },
+            completion_tokens_details: Reasoning {
+                reasoning_tokens: u.reasoning_tokens,
+            },
+            cost_usd: Usd(c.total()),
+            input_cost_usd: Usd(c.input),
+            output_cost_usd: Usd(c.output),
+        }
+    });
+    let body = Body {
+        id: crate::stream::openai_out::openai_id(&resp.id),
+        object: "chat.completion",
+        created: crate::config::now_unix(),
+        model: &resp.model,
+        choices: [Choice {
+            index: 0,
+            message: Msg {
+                role: "assistant",
+                content: resp.content.as_deref(),
+                reasoning_content: resp.reasoning.as_deref(),
+                tool_calls: &resp.tool_calls,
+            },
+            logprobs: (),
+            finish_reason: finish.as_str(),
+        }],
+        usage,
+    };
+    serde_json::to_vec(&body).unwrap_or_default()
+}
+
+#[cfg(test)]
+mod response_body_tests {
+    use super::*;
+    use crate::llm::{ChatResponse, FinishReason, FunctionCall, ToolCall, Usage};
+
+    #[test]
+    fn canonical_response_becomes_openai_json() {
+        let resp = ChatResponse {
+            id: "msg_01".into(),
+            model: "claude-x".into(),
+            content: None,
+            reasoning: None,
+            tool_calls: vec![ToolCall {
+                id: "call_1".into(),
+                kind: "function".into(),
+                function: FunctionCall {
+                    name: "f".into(),
+                    arguments: "{\"a\":1}".into(),
+                },
+            }],
+            finish_reason: Some(FinishReason::ToolCalls),
+            usage: Some(Usage {
+                prompt_tokens: 100,
+                completion_tokens: 10,
+                cached_tokens: 0,
+                reasoning_tokens: 0,
+            }),
+        };
+        let price = Price {
+            input: 1e-6,
+            output: 2e-6,
+            cached_input: 1e-7,
+        };
+        let v: serde_json::Value = serde_json::from_slice(&response_body(&resp, &price)).unwrap();
+        assert_eq!(v["id"], "chatcmpl-msg_01");
+        assert_eq!(v["object"], "chat.completion");
+        assert_eq!(v["choices"][0]["finish_reason"], "tool_calls");
+        assert!(v["choices"][0]["message"]["content"].is_null());
+        assert_eq!(
+            v["choices"][0]["message"]["tool_calls"][0]["function"]["arguments"],
+            "{\"a\":1}"
+        );
+        assert_eq!(v["usage"]["total_tokens"], 110);
+        assert_eq!(v["usage"]["cost_usd"].as_f64().unwrap(), 0.00012);
+    }
+}

@@ -15,20 +15,30 @@ const BASE62: &[u8] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrst
 fn is_safe(id: &str, max: usize) -> bool {
     !id.is_empty()
         && id.len() <= max
-        && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
 }
 
 /// `n` base62 characters derived from `input`.
 pub fn hash62(input: &str, n: usize) -> String {
     let digest = Sha256::digest(input.as_bytes());
-    digest.iter().take(n).map(|b| BASE62[(*b as usize) % 62] as char).collect()
+    digest
+        .iter()
+        .take(n)
+        .map(|b| BASE62[(*b as usize) % 62] as char)
+        .collect()
 }
 
 /// Client (OpenAI-style) ID → Anthropic `tool_use.id` / `tool_result.tool_use_id`.
 pub fn to_anthropic(id: &str) -> String {
     let rest = id.strip_prefix("call_").unwrap_or(id);
     if id.starts_with("toolu_") {
-        return if is_safe(id, 256) { id.to_string() } else { format!("toolu_{}", hash62(id, 24)) };
+        return if is_safe(id, 256) {
+            id.to_string()
+        } else {
+            format!("toolu_{}", hash62(id, 24))
+        };
     }
     if is_safe(rest, 200) {
         format!("toolu_{rest}")
@@ -70,7 +80,10 @@ pub fn to_mistral(id: &str) -> String {
 
 /// A synthesized ID for providers that return none (Gemini).
 pub fn synthesize(response_id: &str, position: usize, name: &str) -> String {
-    format!("call_{}", hash62(&format!("{response_id}/{position}/{name}"), 24))
+    format!(
+        "call_{}",
+        hash62(&format!("{response_id}/{position}/{name}"), 24)
+    )
 }
 
 #[cfg(test)]

@@ -132,7 +132,14 @@ impl ChunkWriter {
             if self.id.is_empty() {
                 self.id = format!("chatcmpl-sbx{:x}", self.created);
             }
-            self.chunk(out, RoleDelta { role: "assistant", content: "" }, None);
+            self.chunk(
+                out,
+                RoleDelta {
+                    role: "assistant",
+                    content: "",
+                },
+                None,
+            );
         }
     }
 
@@ -145,7 +152,11 @@ impl ChunkWriter {
         match ev {
             StreamEvent::Start { id, model } => {
                 if !self.started {
-                    self.id = if id.is_empty() { self.id.clone() } else { openai_id(&id) };
+                    self.id = if id.is_empty() {
+                        self.id.clone()
+                    } else {
+                        openai_id(&id)
+                    };
                     self.model = model;
                 }
                 self.ensure_started(out);
@@ -164,7 +175,13 @@ impl ChunkWriter {
                 if t.is_empty() {
                     return false;
                 }
-                self.chunk(out, ReasoningDelta { reasoning_content: &t }, None);
+                self.chunk(
+                    out,
+                    ReasoningDelta {
+                        reasoning_content: &t,
+                    },
+                    None,
+                );
                 true
             }
             StreamEvent::ToolCallStart { index, id, name } => {
@@ -216,9 +233,17 @@ impl ChunkWriter {
                 // end); the last report of each count wins.
                 let merged = match self.usage {
                     Some(prev) => Usage {
-                        prompt_tokens: if u.prompt_tokens > 0 { u.prompt_tokens } else { prev.prompt_tokens },
+                        prompt_tokens: if u.prompt_tokens > 0 {
+                            u.prompt_tokens
+                        } else {
+                            prev.prompt_tokens
+                        },
                         completion_tokens: u.completion_tokens.max(prev.completion_tokens),
-                        cached_tokens: if u.cached_tokens > 0 { u.cached_tokens } else { prev.cached_tokens },
+                        cached_tokens: if u.cached_tokens > 0 {
+                            u.cached_tokens
+                        } else {
+                            prev.cached_tokens
+                        },
                         reasoning_tokens: u.reasoning_tokens.max(prev.reasoning_tokens),
                     },
                     None => u,
@@ -285,17 +310,43 @@ mod tests {
 
     #[test]
     fn tool_call_stream_has_openai_shape() {
-        let mut w = ChunkWriter::new(Price { input: 1e-6, output: 2e-6, cached_input: 5e-7 }, true);
+        let mut w = ChunkWriter::new(
+            Price {
+                input: 1e-6,
+                output: 2e-6,
+                cached_input: 5e-7,
+            },
+            true,
+        );
         let mut out = Vec::new();
         let evs = vec![
-            StreamEvent::Start { id: "msg_1".into(), model: "claude".into() },
-            StreamEvent::Usage(Usage { prompt_tokens: 10, ..Default::default() }),
+            StreamEvent::Start {
+                id: "msg_1".into(),
+                model: "claude".into(),
+            },
+            StreamEvent::Usage(Usage {
+                prompt_tokens: 10,
+                ..Default::default()
+            }),
             StreamEvent::Text("Let me check.".into()),
-            StreamEvent::ToolCallStart { index: 0, id: "call_abc".into(), name: "get_weather".into() },
-            StreamEvent::ToolCallArgs { index: 0, fragment: "{\"city\":".into() },
-            StreamEvent::ToolCallArgs { index: 0, fragment: "\"Paris\"}".into() },
+            StreamEvent::ToolCallStart {
+                index: 0,
+                id: "call_abc".into(),
+                name: "get_weather".into(),
+            },
+            StreamEvent::ToolCallArgs {
+                index: 0,
+                fragment: "{\"city\":".into(),
+            },
+            StreamEvent::ToolCallArgs {
+                index: 0,
+                fragment: "\"Paris\"}".into(),
+            },
             StreamEvent::Finish(FinishReason::ToolCalls),
-            StreamEvent::Usage(Usage { completion_tokens: 7, ..Default::default() }),
+            StreamEvent::Usage(Usage {
+                completion_tokens: 7,
+                ..Default::default()
+            }),
             StreamEvent::Done,
         ];
         let mut committed = false;
@@ -316,7 +367,11 @@ mod tests {
         assert_eq!(first_tool["index"], 0);
         assert_eq!(first_tool["id"], "call_abc");
         assert_eq!(first_tool["function"]["name"], "get_weather");
-        assert!(chunks[3]["choices"][0]["delta"]["tool_calls"][0].get("id").is_none());
+        assert!(
+            chunks[3]["choices"][0]["delta"]["tool_calls"][0]
+                .get("id")
+                .is_none()
+        );
         assert_eq!(chunks[5]["choices"][0]["finish_reason"], "tool_calls");
         let usage = &chunks[6]["usage"];
         assert_eq!(usage["prompt_tokens"], 10);
