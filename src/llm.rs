@@ -431,6 +431,41 @@ impl<'de> Deserialize<'de> for ContentPart {
 
 impl Serialize for Message {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        self.serialize_with_ids(s, None)
+    }
+}
+
+/// Messages serialized with their tool-call IDs rewritten (providers with their own ID rules,
+/// e.g. Mistral's nine alphanumerics). The mapping is a pure function, so a call and the tool
+/// result that answers it map to the same ID.
+pub struct MessagesWithIds<'a> {
+    pub messages: &'a [Message],
+    pub map: fn(&str) -> String,
+}
+
+impl Serialize for MessagesWithIds<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeSeq;
+        struct One<'a>(&'a Message, fn(&str) -> String);
+        impl Serialize for One<'_> {
+            fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                self.0.serialize_with_ids(s, Some(self.1))
+            }
+        }
+        let mut seq = s.serialize_seq(Some(self.messages.len()))?;
+        for m in self.messages {
+            seq.serialize_element(&One(m, self.map))?;
+        }
+        seq.end()
+    }
+}
+
+impl Message {
+    fn serialize_with_ids<S: Serializer>(
+        &self,
+        s: S,
+        map: Option<fn(&str) -> String>,
+    ) -> Result<S::Ok, S::Error> {
         let mut m = s.serialize_map(None)?;
         m.serialize_entry("role", &self.role)?;
         // OpenAI accepts `content: null` only on assistant turns with tool calls; keep the field
@@ -443,11 +478,25 @@ impl Serialize for Message {
         if let Some(n) = &self.name {
             m.serialize_entry("name", n)?;
         }
-        if let Some(tc) = &self.tool_calls {
-            m.serialize_entry("tool_calls", tc)?;
+        match (&self.tool_calls, map) {
+            (Some(tc), None) => m.serialize_entry("tool_calls", tc)?,
+            (Some(tc), Some(f)) => {
+                let mapped: Vec<ToolCall> = tc
+                    .iter()
+                    .map(|c| ToolCall {
+                        id: f(&c.id),
+                        ..c.clone()
+                    })
+                    .collect();
+                m.serialize_entry("tool_calls", &mapped)?;
+            }
+            (None, _) => {}
         }
         if let Some(id) = &self.tool_call_id {
-            m.serialize_entry("tool_call_id", id)?;
+            match map {
+                Some(f) => m.serialize_entry("tool_call_id", &f(id))?,
+                None => m.serialize_entry("tool_call_id", id)?,
+            }
         }
         for (k, v) in &self.extra {
             m.serialize_entry(k, v)?;

@@ -37,7 +37,11 @@ impl BackgroundService for Reloader {
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             let trigger = tokio::select! {
-                _ = shutdown.changed() => return,
+                _ = shutdown.changed() => {
+                    // Give the access-log writer its last lines before the process exits.
+                    let _ = tokio::task::spawn_blocking(crate::telemetry::access_log::flush).await;
+                    return;
+                }
                 Some(()) = async { match hup.as_mut() { Some(h) => h.recv().await, None => std::future::pending().await } } => "sighup",
                 _ = tick.tick() => {
                     let now = tokio::fs::metadata(&path).await.ok().map(|m| stamp(&m));

@@ -81,7 +81,16 @@ pub fn encode_body(req: &ChatRequest, ep: &Endpoint) -> Result<Vec<u8>, serde_js
     let mut ser = serde_json::Serializer::new(&mut out);
     let mut m = ser.serialize_map(None)?;
     m.serialize_entry("model", &ep.upstream_model)?;
-    m.serialize_entry("messages", &req.messages)?;
+    if ep.provider.kind == super::ProviderKind::Mistral {
+        // Mistral rejects tool-call IDs that are not exactly nine alphanumerics.
+        let mapped = crate::llm::MessagesWithIds {
+            messages: &req.messages,
+            map: super::tool_ids::to_mistral,
+        };
+        m.serialize_entry("messages", &mapped)?;
+    } else {
+        m.serialize_entry("messages", &req.messages)?;
+    }
     if req.stream {
         m.serialize_entry("stream", &true)?;
         m.serialize_entry("stream_options", &StreamOpts(&req.stream_options_extra))?;
@@ -464,6 +473,36 @@ providers:
         assert_eq!(h.headers["host"], "api.example.com");
         assert_eq!(h.headers["authorization"], "Bearer sk-test");
         assert_eq!(h.headers["content-length"], b.len().to_string().as_str());
+    }
+
+    #[test]
+    fn mistral_gets_nine_character_tool_ids_consistently() {
+        let cfg = load_str(
+            "providers:\n  mi:\n    kind: mistral\n    base_url: https://api.mistral.ai/v1\n    models:\n      m: {}\n",
+            "t",
+            1,
+            &|_| None,
+        )
+        .unwrap();
+        let ep = cfg.endpoints["mi/m"].clone();
+        let req = parse(
+            r#"{"model":"mi/m","messages":[{"role":"user","content":"hi"},
+                {"role":"assistant","content":null,"tool_calls":[{"id":"call_abcdefghijklmnop","type":"function","function":{"name":"f","arguments":"{}"}}]},
+                {"role":"tool","tool_call_id":"call_abcdefghijklmnop","content":"ok"}]}"#,
+        );
+        let v: serde_json::Value =
+            serde_json::from_slice(&encode_body(&req, &ep).unwrap()).unwrap();
+        let id = v["messages"][1]["tool_calls"][0]["id"].as_str().unwrap();
+        assert_eq!(id.len(), 9);
+        assert!(id.bytes().all(|b| b.is_ascii_alphanumeric()));
+        assert_eq!(v["messages"][2]["tool_call_id"], id);
+        // Other OpenAI-compatible providers get the client's IDs unchanged.
+        let v: serde_json::Value =
+            serde_json::from_slice(&encode_body(&req, &endpoint()).unwrap()).unwrap();
+        assert_eq!(
+            v["messages"][1]["tool_calls"][0]["id"],
+            "call_abcdefghijklmnop"
+        );
     }
 
     #[test]

@@ -1,9 +1,12 @@
-//! One JSON line per request, written by a dedicated thread so a slow disk or a full pipe never
-//! blocks a request. The record type has no field that could hold prompt or completion text.
+//! One JSON line per request, handed to a dedicated writer thread so a slow disk or a full pipe
+//! never blocks a request. Requests append to a shared buffer (a short, uncontended lock, never
+//! held across an await) and the writer swaps it out every few milliseconds: no wake-up, no
+//! syscall and no context switch per request. The record type has no field that could hold
+//! prompt or completion text.
 
 use std::io::Write;
-use std::sync::OnceLock;
-use std::sync::mpsc::{SyncSender, TrySendError, sync_channel};
+use std::sync::{Mutex, OnceLock};
+use std::time::Duration;
 
 use serde::Serialize;
 
@@ -32,55 +35,82 @@ pub struct AccessRecord<'a> {
     pub error: Option<&'a str>,
 }
 
-static SINK: OnceLock<Option<SyncSender<Vec<u8>>>> = OnceLock::new();
+/// Lines past this much unwritten data are dropped (and counted) rather than held in memory.
+const MAX_PENDING: usize = 16 * 1024 * 1024;
+/// How often the writer flushes: the most a line waits, and the most a crash can lose.
+const FLUSH_EVERY: Duration = Duration::from_millis(20);
+
+static SINK: OnceLock<Option<Mutex<Vec<u8>>>> = OnceLock::new();
 
 /// Starts the writer. `target`: `stdout`, `off`, or a file path (appended). Call once at start.
 pub fn init(target: &str) -> std::io::Result<()> {
-    let out: Option<Box<dyn Write + Send>> = match target {
-        "off" => None,
-        "stdout" => Some(Box::new(std::io::stdout())),
-        path => Some(Box::new(
+    let mut out: Box<dyn Write + Send> = match target {
+        "off" => {
+            let _ = SINK.set(None);
+            return Ok(());
+        }
+        "stdout" => Box::new(std::io::stdout()),
+        path => Box::new(
             std::fs::OpenOptions::new()
                 .create(true)
                 .append(true)
                 .open(path)?,
-        )),
+        ),
     };
-    let sender = out.map(|mut w| {
-        let (tx, rx) = sync_channel::<Vec<u8>>(16 * 1024);
-        std::thread::Builder::new()
-            .name("access-log".into())
-            .spawn(move || {
-                while let Ok(line) = rx.recv() {
-                    let _ = w.write_all(&line);
-                    // Drain what is queued before flushing: one syscall for a burst.
-                    while let Ok(more) = rx.try_recv() {
-                        let _ = w.write_all(&more);
-                    }
-                    let _ = w.flush();
+    if SINK
+        .set(Some(Mutex::new(Vec::with_capacity(64 * 1024))))
+        .is_err()
+    {
+        return Ok(()); // already running
+    }
+    std::thread::Builder::new()
+        .name("access-log".into())
+        .spawn(move || {
+            let mut batch = Vec::with_capacity(64 * 1024);
+            loop {
+                std::thread::sleep(FLUSH_EVERY);
+                if let Some(Some(buf)) = SINK.get()
+                    && let Ok(mut g) = buf.lock()
+                {
+                    std::mem::swap(&mut *g, &mut batch);
                 }
-            })
-            .map(|_| tx)
-    });
-    let sender = match sender {
-        Some(Ok(tx)) => Some(tx),
-        Some(Err(e)) => return Err(e),
-        None => None,
-    };
-    let _ = SINK.set(sender);
+                if !batch.is_empty() {
+                    let _ = out.write_all(&batch);
+                    let _ = out.flush();
+                    batch.clear();
+                }
+            }
+        })?;
     Ok(())
 }
 
 pub fn write(rec: &AccessRecord<'_>) {
-    let Some(Some(tx)) = SINK.get() else {
+    let Some(Some(buf)) = SINK.get() else {
         return;
     };
+    // Serialize outside the lock; the lock only covers a memcpy.
     let mut line = Vec::with_capacity(512);
     if serde_json::to_writer(&mut line, rec).is_err() {
         return;
     }
     line.push(b'\n');
-    if let Err(TrySendError::Full(_)) = tx.try_send(line) {
-        super::metrics::get().access_log_dropped.inc();
+    match buf.lock() {
+        Ok(mut g) if g.len() + line.len() <= MAX_PENDING => g.extend_from_slice(&line),
+        _ => super::metrics::get().access_log_dropped.inc(),
+    }
+}
+
+/// Waits (briefly) until the writer has taken every pending line; called on shutdown.
+pub fn flush() {
+    let Some(Some(buf)) = SINK.get() else {
+        return;
+    };
+    for _ in 0..10 {
+        if buf.lock().map(|g| g.is_empty()).unwrap_or(true) {
+            // The writer swaps then writes: one more period covers a batch in flight.
+            std::thread::sleep(FLUSH_EVERY);
+            return;
+        }
+        std::thread::sleep(FLUSH_EVERY);
     }
 }
