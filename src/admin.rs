@@ -15,6 +15,7 @@ use crate::telemetry::metrics;
 
 pub struct AdminApp {
     pub store: Arc<ConfigStore>,
+    pub stats: Arc<crate::route::stats::StatsRegistry>,
 }
 
 fn reply(status: u16, ctype: &str, body: Vec<u8>) -> Response<Vec<u8>> {
@@ -80,12 +81,18 @@ impl ServeHttp for AdminApp {
                     .iter()
                     .filter_map(|id| cfg.endpoints.get(id))
                     .map(|e| {
+                        let st = self.stats.get(&e.id);
+                        let now = tokio::time::Instant::now();
                         serde_json::json!({
                             "id": e.id,
                             "provider": e.provider.name,
                             "upstream_model": e.upstream_model,
                             "host": e.provider.host,
                             "tls": e.provider.tls,
+                            "in_flight": st.in_flight(),
+                            "breaker": st.breaker.peek(now),
+                            "fast_ttft_ms": st.fast_ms(now),
+                            "window": st.view(),
                         })
                     })
                     .collect();

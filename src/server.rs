@@ -48,6 +48,7 @@ pub fn run(opt: Opt, config_path: &str) -> Result<(), String> {
     server.bootstrap();
 
     let engine = Arc::new(Engine::new(&server.configuration));
+    let stats = engine.stats.clone();
     let gateway = Gateway::new(store.clone(), engine);
     let mut options = HttpServerOptions::default();
     options.h2c = cfg.gateway.h2c;
@@ -65,11 +66,16 @@ pub fn run(opt: Opt, config_path: &str) -> Result<(), String> {
             "signalbox admin".to_string(),
             AdminApp {
                 store: store.clone(),
+                stats: stats.clone(),
             },
         );
         admin.add_tcp(addr);
         server.add_service(admin);
     }
+    server.add_service(background_service(
+        "endpoint stats",
+        crate::route::stats::Refresher(stats),
+    ));
     server.add_service(background_service(
         "config reload",
         Reloader {

@@ -21,6 +21,7 @@ use crate::ctx::{Attempt, RequestCtx};
 use crate::error::{ErrorKind, GatewayError};
 use crate::llm::ChatRequest;
 use crate::providers;
+use crate::route::stats::Outcome;
 use crate::stream::{StreamFault, StreamTranslator};
 use crate::telemetry::metrics;
 
@@ -72,6 +73,18 @@ impl Engine {
             if Instant::now() >= deadline {
                 break;
             }
+            let stats = self.stats.get(&ep.id);
+            if !stats.breaker.allow(Instant::now()) {
+                m.fallbacks
+                    .with_label_values(&[ep.provider.name.as_str(), "circuit_open"])
+                    .inc();
+                ctx.attempts.push(Attempt {
+                    endpoint: ep.clone(),
+                    failure: Some(FallbackReason::CircuitOpen),
+                });
+                continue;
+            }
+            let _in_flight = stats.start();
             let t0 = Instant::now();
             // A client that hangs up cancels the provider call instead of leaving it running.
             let result = tokio::select! {
@@ -86,6 +99,15 @@ impl Engine {
             let provider = ep.provider.name.as_str();
             match result {
                 Err(e) => {
+                    let outcome = match e.reason {
+                        FallbackReason::RateLimited => Outcome::RateLimited,
+                        _ => Outcome::Failed,
+                    };
+                    // The caller's own budget running out says nothing about the endpoint.
+                    if e.reason != FallbackReason::MaxLatencyExceeded {
+                        stats.record(Instant::now(), outcome, None, None);
+                        stats.breaker.on_failure(Instant::now(), e.retry_after);
+                    }
                     tracing::info!(
                         request_id = %ctx.request_id, endpoint = %ep.id,
                         reason = e.reason.as_str(), detail = %e.detail, "attempt failed"
@@ -102,6 +124,11 @@ impl Engine {
                     });
                 }
                 Ok(won) => {
+                    stats.breaker.on_success();
+                    if !matches!(won, Won::Stream(_)) {
+                        // Streams record at their end, with the time per output token.
+                        stats.record(Instant::now(), Outcome::Ok, Some(t0.elapsed()), None);
+                    }
                     m.attempts
                         .with_label_values(&[&ep.id, provider, "ok"])
                         .inc();
@@ -110,7 +137,9 @@ impl Engine {
                         failure: None,
                     });
                     ctx.served = Some(ep.clone());
-                    return self.deliver(session, ctx, ep, won, deadline, opts).await;
+                    return self
+                        .deliver(session, ctx, ep, won, deadline, opts, t0)
+                        .await;
                 }
             }
         }
@@ -175,7 +204,14 @@ impl Engine {
         let status = s.response_header().map(|h| h.status.as_u16()).unwrap_or(0);
         if let Some(reason) = providers::classify_status(status, ep) {
             // Dropping the session closes the connection; its body is of no use.
-            return Err(StepError::new(reason, format!("upstream status {status}")));
+            let mut e = StepError::new(reason, format!("upstream status {status}"));
+            e.retry_after = s
+                .response_header()
+                .and_then(|h| h.headers.get(http::header::RETRY_AFTER))
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.trim().parse::<u64>().ok())
+                .map(|secs| std::time::Duration::from_secs(secs.min(3600)));
+            return Err(e);
         }
         if !(200..300).contains(&status) {
             let body = upstream::read_body(&mut s, deadline, p.read_timeout, 64 * 1024)
@@ -253,6 +289,7 @@ impl Engine {
         won: Won,
         deadline: Instant,
         _opts: DispatchOptions,
+        attempt_start: Instant,
     ) -> Result<(), GatewayError> {
         match won {
             Won::Rejected { status, message } => {
@@ -330,6 +367,18 @@ impl Engine {
                 ctx.upstream_time += stream_start.elapsed();
                 ctx.usage = translator.usage();
                 ctx.cost = ctx.usage.map(|u| cost(&u, &ep.price));
+                let ttft = stream_start.saturating_duration_since(attempt_start);
+                let tpot = ctx.usage.filter(|u| u.completion_tokens > 1).map(|u| {
+                    stream_start.elapsed() / (u.completion_tokens.min(u32::MAX as u64) as u32)
+                });
+                let outcome = if matches!(end, PumpEnd::Failed(_)) {
+                    Outcome::Failed
+                } else {
+                    Outcome::Ok
+                };
+                self.stats
+                    .get(&ep.id)
+                    .record(Instant::now(), outcome, Some(ttft), tpot);
                 match end {
                     PumpEnd::Clean => {
                         let _ = session.write_response_body(None, true).await;

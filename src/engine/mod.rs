@@ -50,6 +50,8 @@ impl FallbackReason {
 pub struct Engine {
     pub connector: Connector,
     pub resolver: Arc<dns::Resolver>,
+    /// Live latency, health and breakers per endpoint; outlives config reloads.
+    pub stats: Arc<crate::route::stats::StatsRegistry>,
 }
 
 impl Engine {
@@ -58,6 +60,7 @@ impl Engine {
         Engine {
             connector: Connector::new(Some(opts)),
             resolver: dns::Resolver::new(Duration::from_secs(60)),
+            stats: crate::route::stats::StatsRegistry::new(Default::default()),
         }
     }
 }

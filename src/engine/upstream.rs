@@ -18,6 +18,8 @@ use crate::config::runtime::Provider;
 pub struct StepError {
     pub reason: FallbackReason,
     pub detail: String,
+    /// The provider's `Retry-After`, when it sent one.
+    pub retry_after: Option<Duration>,
 }
 
 impl StepError {
@@ -25,6 +27,7 @@ impl StepError {
         StepError {
             reason,
             detail: detail.into(),
+            retry_after: None,
         }
     }
 }

@@ -1,2 +1,4 @@
 //! Which endpoints may serve a request, in what order.
+pub mod breaker;
 pub mod plan;
+pub mod stats;
