@@ -42,6 +42,10 @@ pub struct RequestCtx {
     pub status: u16,
     /// The client hung up before the response was complete.
     pub client_gone: bool,
+    /// Task label index (`schema::TASKS`) for auto-routed calls.
+    pub task: Option<usize>,
+    /// Hedged dispatch was asked for and allowed.
+    pub hedge: bool,
 }
 
 impl RequestCtx {
@@ -65,6 +69,8 @@ impl RequestCtx {
             error: None,
             status: 0,
             client_gone: false,
+            task: None,
+            hedge: false,
         }
     }
 
@@ -117,6 +123,12 @@ impl RequestCtx {
         }
         if let Some(ep) = &self.served {
             let _ = h.insert_header(n.endpoint.clone(), ep.id.as_str());
+            if let Some(r) = &ep.region {
+                let _ = h.insert_header(n.region_used.clone(), r.as_str());
+            }
+        }
+        if let Some(t) = self.task.and_then(|t| crate::config::schema::TASKS.get(t)) {
+            let _ = h.insert_header(n.task.clone(), *t);
         }
         let overhead_ms = self.overhead().as_secs_f64() * 1000.0;
         let _ = h.insert_header(n.overhead_ms.clone(), format!("{overhead_ms:.3}"));

@@ -40,15 +40,24 @@ impl Gateway {
         let key = auth::authenticate(&cfg, session.req_header())?;
         ctx.key = Some(key.clone());
         check_content_type(session.req_header())?;
-        let opts = parse::options(&cfg, session.req_header())?;
+        let (opts, hints) = parse::options(&cfg, session.req_header())?;
         let body = parse::read_body(session, cfg.gateway.max_body_bytes).await?;
         let req = parse::chat_request(&body)?;
         drop(body);
         ctx.stream = req.stream;
         ctx.logical_model = Some(req.model.clone());
-        let plan = plan::plan(&cfg, &key, &req)?;
+        let input = plan::PlanInput {
+            key: &key,
+            hints: &hints,
+            stats: &self.engine.stats,
+            classified: None,
+            now: tokio::time::Instant::now(),
+        };
+        let plan = plan::plan(&cfg, &req, &input)?;
         ctx.chain = plan.chain;
         ctx.router_version = plan.router_version;
+        ctx.task = plan.task;
+        ctx.hedge = plan.hedge;
         self.engine.dispatch(session, ctx, &req, opts).await
     }
 }

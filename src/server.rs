@@ -47,7 +47,13 @@ pub fn run(opt: Opt, config_path: &str) -> Result<(), String> {
     let mut server = Server::new_with_opt_and_conf(opt, server_conf);
     server.bootstrap();
 
-    let engine = Arc::new(Engine::new(&server.configuration));
+    let engine = Arc::new(Engine::new(
+        &server.configuration,
+        crate::route::stats::StatsSettings {
+            window: cfg.stats_window,
+            refresh: cfg.stats_refresh,
+        },
+    ));
     let stats = engine.stats.clone();
     let gateway = Gateway::new(store.clone(), engine);
     let mut options = HttpServerOptions::default();

@@ -30,6 +30,10 @@ pub struct Config {
     /// Keyed by the SHA-256 of the key.
     pub keys: HashMap<[u8; 32], Arc<ApiKey>>,
     pub headers: HeaderNames,
+    pub routing: Option<Routing>,
+    /// Live-stats window and refresh (applied at start; stats outlive reloads).
+    pub stats_window: Duration,
+    pub stats_refresh: Duration,
 }
 
 pub struct GatewaySettings {
@@ -116,6 +120,24 @@ pub struct Endpoint {
     pub upstream_model: String,
     pub price: Price,
     pub context_window: Option<u64>,
+    pub region: Option<String>,
+    pub tools: bool,
+    pub vision: bool,
+    pub json_schema: bool,
+    /// Quality per task, indexed like `schema::TASKS`.
+    pub quality: [f64; 10],
+}
+
+/// The router's catalog: a chain per task, and its knobs.
+#[derive(Debug)]
+pub struct Routing {
+    /// Indexed like `schema::TASKS`.
+    pub chains: Vec<Vec<Arc<Endpoint>>>,
+    pub default_task: usize,
+    pub latency_weight: f64,
+    pub default_cost_quality: f64,
+    pub hedge_min_delay: Duration,
+    pub hedge_default_delay: Duration,
 }
 
 #[derive(Debug)]
@@ -132,6 +154,7 @@ pub struct ApiKey {
     /// `None` = every model.
     pub models: Option<Vec<String>>,
     pub enabled: bool,
+    pub hedge: bool,
 }
 
 impl ApiKey {
@@ -168,6 +191,7 @@ pub struct HeaderNames {
     pub region: HeaderName,
     pub hedge: HeaderName,
     pub task_in: HeaderName,
+    pub region_used: HeaderName,
 }
 
 impl HeaderNames {
@@ -196,6 +220,7 @@ impl HeaderNames {
             region: h("Region")?,
             hedge: h("Hedge")?,
             task_in: h("Task")?,
+            region_used: h("Region-Used")?,
         })
     }
 }

@@ -25,6 +25,95 @@ pub struct FileConfig {
     pub models: BTreeMap<String, yaml_serde::Value>,
     #[serde(default)]
     pub keys: BTreeMap<String, yaml_serde::Value>,
+    /// Task chains and the router's knobs; without it the `signalbox/*` aliases are off.
+    #[serde(default)]
+    pub routing: Option<yaml_serde::Value>,
+}
+
+/// The 8 task labels, then the two request-shape chains.
+pub const TASKS: [&str; 10] = [
+    "reasoning",
+    "code",
+    "creative",
+    "rewrite",
+    "chat",
+    "extraction",
+    "summarize",
+    "translation",
+    "tool_use",
+    "multimodal",
+];
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RoutingSection {
+    /// One chain per task label plus `tool_use` and `multimodal`: endpoints, best first (the
+    /// score reorders them per request).
+    pub chains: BTreeMap<String, Vec<String>>,
+    /// The task used when no header or classifier names one.
+    #[serde(default = "default_task")]
+    pub default_task: String,
+    /// How much live latency weighs in the score (0 = ignore, 1 = as much as quality).
+    #[serde(default = "default_latency_weight")]
+    pub latency_weight: f64,
+    /// Cost-quality dial when neither the alias nor the headers set one.
+    #[serde(default = "default_dial")]
+    pub default_cost_quality: f64,
+    /// Live-stats window and refresh interval.
+    #[serde(default = "default_window")]
+    pub stats_window_seconds: u64,
+    #[serde(default = "default_refresh")]
+    pub stats_refresh_seconds: u64,
+    /// Lowest hedge delay; the delay is the primary's live p90 TTFT, or `hedge_default_delay_ms`
+    /// before it has one.
+    #[serde(default = "default_hedge_floor")]
+    pub hedge_min_delay_ms: u64,
+    #[serde(default = "default_hedge_delay")]
+    pub hedge_default_delay_ms: u64,
+}
+
+fn default_task() -> String {
+    "chat".to_string()
+}
+fn default_latency_weight() -> f64 {
+    0.25
+}
+fn default_dial() -> f64 {
+    0.3
+}
+fn default_window() -> u64 {
+    300
+}
+fn default_refresh() -> u64 {
+    30
+}
+fn default_hedge_floor() -> u64 {
+    50
+}
+fn default_hedge_delay() -> u64 {
+    1000
+}
+
+/// What an endpoint can take.
+#[derive(Debug, Deserialize, Clone, Copy)]
+#[serde(deny_unknown_fields)]
+pub struct CapabilitiesSection {
+    #[serde(default = "yes")]
+    pub tools: bool,
+    #[serde(default)]
+    pub vision: bool,
+    #[serde(default)]
+    pub json_schema: bool,
+}
+
+impl Default for CapabilitiesSection {
+    fn default() -> Self {
+        CapabilitiesSection {
+            tools: true,
+            vision: false,
+            json_schema: false,
+        }
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -148,6 +237,15 @@ pub struct EndpointSection {
     pub price: PriceSection,
     #[serde(default)]
     pub context_window: Option<u64>,
+    /// Region group (`us`, `eu`, ...) for `X-Signalbox-Region`.
+    #[serde(default)]
+    pub region: Option<String>,
+    #[serde(default)]
+    pub capabilities: CapabilitiesSection,
+    /// Quality per task label, 0..1 (what the router trades against price and latency). Missing
+    /// labels score 0.5.
+    #[serde(default)]
+    pub quality: BTreeMap<String, f64>,
 }
 
 /// USD per million tokens.
@@ -178,6 +276,9 @@ pub struct KeySection {
     /// Models this key may use: exact names, or a prefix ending in `*`. Default: all.
     #[serde(default)]
     pub models: Option<Vec<String>>,
+    /// Whether this key's calls may be hedged (a hedge can double the cost of a call).
+    #[serde(default)]
+    pub hedge: bool,
     /// Set to false to revoke the key without deleting it.
     #[serde(default = "yes")]
     pub enabled: bool,

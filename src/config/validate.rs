@@ -167,6 +167,17 @@ pub fn load_str(
                 }
             }
             let per_token = 1e-6;
+            let mut quality = [0.5f64; 10];
+            for (label, q) in &e.quality {
+                match TASKS.iter().position(|t| t == label) {
+                    Some(i) if q.is_finite() && (0.0..=1.0).contains(q) => quality[i] = *q,
+                    Some(_) => errs.push(format!("{epath}.quality.{label}"), "must be within 0..1"),
+                    None => errs.push(
+                        format!("{epath}.quality.{label}"),
+                        format!("unknown task label; known: {}", TASKS.join(", ")),
+                    ),
+                }
+            }
             endpoints.insert(
                 id.clone(),
                 Arc::new(Endpoint {
@@ -179,6 +190,11 @@ pub fn load_str(
                         cached_input: e.price.cached_input.unwrap_or(e.price.input) * per_token,
                     },
                     context_window: e.context_window,
+                    region: e.region,
+                    tools: e.capabilities.tools,
+                    vision: e.capabilities.vision,
+                    json_schema: e.capabilities.json_schema,
+                    quality,
                 }),
             );
             endpoint_order.push(id);
@@ -241,9 +257,84 @@ pub fn load_str(
                 hash,
                 models: k.models,
                 enabled: k.enabled,
+                hedge: k.hedge,
             }),
         );
     }
+
+    // Routing: a chain per task, each naming known endpoints.
+    let mut stats_window = Duration::from_secs(300);
+    let mut stats_refresh = Duration::from_secs(30);
+    let routing = match file.routing {
+        None | Some(yaml_serde::Value::Null) => None,
+        Some(v) => section::<RoutingSection>(v, "routing", &mut errs).map(|r| {
+            let mut chains = Vec::with_capacity(TASKS.len());
+            for task in TASKS {
+                let path = format!("routing.chains.{task}");
+                let Some(list) = r.chains.get(task) else {
+                    errs.push(
+                        path,
+                        "missing: every task label, `tool_use` and `multimodal` needs a chain",
+                    );
+                    chains.push(Vec::new());
+                    continue;
+                };
+                if list.is_empty() {
+                    errs.push(&path, "needs at least one endpoint");
+                }
+                let mut chain = Vec::new();
+                for (i, id) in list.iter().enumerate() {
+                    match endpoints.get(id) {
+                        Some(e) => chain.push(e.clone()),
+                        None => errs.push(
+                            format!("{path}[{i}]"),
+                            format!("`{id}` is not a configured endpoint"),
+                        ),
+                    }
+                }
+                chains.push(chain);
+            }
+            for name in r.chains.keys() {
+                if !TASKS.contains(&name.as_str()) {
+                    errs.push(
+                        format!("routing.chains.{name}"),
+                        format!("unknown task; known: {}", TASKS.join(", ")),
+                    );
+                }
+            }
+            let default_task = TASKS
+                .iter()
+                .take(8)
+                .position(|t| *t == r.default_task)
+                .unwrap_or_else(|| {
+                    errs.push("routing.default_task", "must be one of the 8 task labels");
+                    4
+                });
+            if !(0.0..=1.0).contains(&r.default_cost_quality) {
+                errs.push("routing.default_cost_quality", "must be within 0..1");
+            }
+            if !(0.0..=10.0).contains(&r.latency_weight) {
+                errs.push("routing.latency_weight", "must be within 0..10");
+            }
+            if r.stats_refresh_seconds == 0 || r.stats_window_seconds < r.stats_refresh_seconds {
+                errs.push(
+                    "routing.stats_window_seconds",
+                    "the window must be at least one refresh interval (> 0)",
+                );
+            } else {
+                stats_window = Duration::from_secs(r.stats_window_seconds);
+                stats_refresh = Duration::from_secs(r.stats_refresh_seconds);
+            }
+            Routing {
+                chains,
+                default_task,
+                latency_weight: r.latency_weight,
+                default_cost_quality: r.default_cost_quality,
+                hedge_min_delay: Duration::from_millis(r.hedge_min_delay_ms),
+                hedge_default_delay: Duration::from_millis(r.hedge_default_delay_ms),
+            }
+        }),
+    };
 
     if !errs.0.is_empty() {
         return Err(errs.0);
@@ -281,6 +372,9 @@ pub fn load_str(
         model_order,
         keys,
         headers,
+        routing,
+        stats_window,
+        stats_refresh,
     })
 }
 

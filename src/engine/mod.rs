@@ -55,12 +55,15 @@ pub struct Engine {
 }
 
 impl Engine {
-    pub fn new(conf: &pingora::server::configuration::ServerConf) -> Self {
+    pub fn new(
+        conf: &pingora::server::configuration::ServerConf,
+        stats: crate::route::stats::StatsSettings,
+    ) -> Self {
         let opts = pingora::connectors::ConnectorOptions::from_server_conf(conf);
         Engine {
             connector: Connector::new(Some(opts)),
             resolver: dns::Resolver::new(Duration::from_secs(60)),
-            stats: crate::route::stats::StatsRegistry::new(Default::default()),
+            stats: crate::route::stats::StatsRegistry::new(stats),
         }
     }
 }

@@ -8,9 +8,11 @@ use bytes::BytesMut;
 use pingora::proxy::Session;
 
 use crate::config::Config;
+use crate::config::schema::TASKS;
 use crate::engine::DispatchOptions;
 use crate::error::{ErrorKind, GatewayError};
 use crate::llm::ChatRequest;
+use crate::route::plan::{Hints, Preference};
 
 pub async fn read_body(session: &mut Session, cap: u64) -> Result<BytesMut, GatewayError> {
     let too_large = || {
@@ -198,12 +200,12 @@ fn check(mut req: ChatRequest) -> Result<ChatRequest, GatewayError> {
     Ok(req)
 }
 
-/// The client's `X-Signalbox-*` options. Routing-shaping headers (preference, dial, region,
-/// hedge, task) are checked here so a typo is a 400 rather than a silent default.
+/// The client's `X-Signalbox-*` options: the dispatch budgets and the routing hints. Every
+/// header is checked here, so a typo is a 400 naming the header rather than a silent default.
 pub fn options(
     cfg: &Config,
     h: &pingora::http::RequestHeader,
-) -> Result<DispatchOptions, GatewayError> {
+) -> Result<(DispatchOptions, Hints), GatewayError> {
     let n = &cfg.headers;
     let ms = |name: &http::HeaderName| -> Result<Option<Duration>, GatewayError> {
         let Some(v) = h.headers.get(name) else {
@@ -231,81 +233,88 @@ pub fn options(
     };
     let max_latency = ms(&n.max_latency_ms)?.unwrap_or(cfg.gateway.default_max_latency);
     let max_ttft = ms(&n.max_ttft_ms)?;
-    one_of(
+    let preference = one_of(
         h,
         &n.preference,
         &["quality", "cost", "latency", "balanced"],
-    )?;
-    one_of(h, &n.hedge, &["on", "off"])?;
-    one_of(
-        h,
-        &n.task_in,
-        &[
-            "reasoning",
-            "code",
-            "creative",
-            "rewrite",
-            "chat",
-            "extraction",
-            "summarize",
-            "translation",
-        ],
-    )?;
-    if let Some(v) = h.headers.get(&n.cost_quality) {
-        let ok = v
-            .to_str()
-            .ok()
-            .and_then(|s| s.trim().parse::<f64>().ok())
-            .is_some_and(|x| (0.0..=1.0).contains(&x));
-        if !ok {
-            return Err(GatewayError::invalid(
-                n.cost_quality.as_str(),
-                format!(
-                    "`{}` must be a number within 0.0..1.0",
-                    n.cost_quality.as_str()
-                ),
-            ));
-        }
-    }
-    if let Some(v) = h.headers.get(&n.region) {
-        let ok = v.to_str().ok().is_some_and(|s| {
-            !s.is_empty()
+    )?
+    .map(|i| match i {
+        0 => Preference::Quality,
+        1 => Preference::Cost,
+        2 => Preference::Latency,
+        _ => Preference::Balanced,
+    });
+    let hedge = one_of(h, &n.hedge, &["on", "off"])?.map(|i| i == 0);
+    let task = one_of(h, &n.task_in, &TASKS[..8])?;
+    let cost_quality = match h.headers.get(&n.cost_quality) {
+        None => None,
+        Some(v) => Some(
+            v.to_str()
+                .ok()
+                .and_then(|s| s.trim().parse::<f64>().ok())
+                .filter(|x| (0.0..=1.0).contains(x))
+                .ok_or_else(|| {
+                    GatewayError::invalid(
+                        n.cost_quality.as_str(),
+                        format!(
+                            "`{}` must be a number within 0.0..1.0",
+                            n.cost_quality.as_str()
+                        ),
+                    )
+                })?,
+        ),
+    };
+    let region = match h.headers.get(&n.region) {
+        None => None,
+        Some(v) => {
+            let s = v.to_str().unwrap_or("");
+            let ok = !s.is_empty()
                 && s.len() <= 32
                 && s.bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
-        });
-        if !ok {
-            return Err(GatewayError::invalid(
-                n.region.as_str(),
-                format!(
-                    "`{}` must be a region group name (letters, digits, - and _)",
-                    n.region.as_str()
-                ),
-            ));
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+            if !ok {
+                return Err(GatewayError::invalid(
+                    n.region.as_str(),
+                    format!(
+                        "`{}` must be a region group name (letters, digits, - and _)",
+                        n.region.as_str()
+                    ),
+                ));
+            }
+            Some(s.to_string())
         }
-    }
-    Ok(DispatchOptions {
-        max_latency,
-        max_ttft,
-    })
+    };
+    Ok((
+        DispatchOptions {
+            max_latency,
+            max_ttft,
+        },
+        Hints {
+            preference,
+            cost_quality,
+            region,
+            hedge,
+            task,
+        },
+    ))
 }
 
+/// The index of the header's value in `allowed`; `None` when the header is absent.
 fn one_of(
     h: &pingora::http::RequestHeader,
     name: &http::HeaderName,
     allowed: &[&str],
-) -> Result<(), GatewayError> {
+) -> Result<Option<usize>, GatewayError> {
     let Some(v) = h.headers.get(name) else {
-        return Ok(());
+        return Ok(None);
     };
     let v = v.to_str().unwrap_or("").trim();
-    if allowed.iter().any(|a| a.eq_ignore_ascii_case(v)) {
-        Ok(())
-    } else {
-        Err(GatewayError::invalid(
+    match allowed.iter().position(|a| a.eq_ignore_ascii_case(v)) {
+        Some(i) => Ok(Some(i)),
+        None => Err(GatewayError::invalid(
             name.as_str(),
             format!("`{}` must be one of: {}", name.as_str(), allowed.join(", ")),
-        ))
+        )),
     }
 }
 

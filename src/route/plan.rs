@@ -1,17 +1,110 @@
-//! The plan: the ordered chain of endpoints for one request, from the `model` field (a pinned
-//! `provider/model`, or a logical model and its deployments) and the client's explicit fallback
-//! list (`models` / `fallback`). The key's model allow-list is enforced on every name.
+//! The plan: the ordered chain of endpoints for one request.
+//!
+//! - `signalbox/auto` (`auto`), `signalbox/cheap`, `signalbox/fast`: the task's chain (tools →
+//!   `tool_use`, images → `multimodal`, else `X-Signalbox-Task`, else the classifier, else
+//!   `routing.default_task`), filtered (capabilities, context window, region, `provider` rules)
+//!   and ordered by `score::rank`.
+//! - a logical model: its deployments, filtered the same way and ordered by live latency.
+//! - a pinned `provider/model`: exactly that endpoint.
+//!
+//! The client's explicit fallback list (`models` / `fallback`) follows, and the key's model
+//! allow-list is enforced on every name.
 
 use std::sync::Arc;
 
+use serde::Deserialize;
+use tokio::time::Instant;
+
+use super::score::{Demand, TYPICAL_OUTPUT_TOKENS, Weights, rank};
+use super::stats::StatsRegistry;
 use crate::config::Config;
 use crate::config::runtime::{ApiKey, Endpoint};
+use crate::config::schema::TASKS;
 use crate::error::{ErrorKind, GatewayError};
 use crate::llm::ChatRequest;
+
+pub const TOOL_USE: usize = 8;
+pub const MULTIMODAL: usize = 9;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Preference {
+    Quality,
+    Cost,
+    Latency,
+    Balanced,
+}
+
+/// What the client's headers ask of the router.
+#[derive(Debug, Default, Clone)]
+pub struct Hints {
+    pub preference: Option<Preference>,
+    pub cost_quality: Option<f64>,
+    pub region: Option<String>,
+    pub hedge: Option<bool>,
+    /// Index into `TASKS` from `X-Signalbox-Task`.
+    pub task: Option<usize>,
+}
+
+/// Where the task label came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TaskSource {
+    Header,
+    RequestShape,
+    Classifier,
+    Keyword,
+    Default,
+}
 
 pub struct Plan {
     pub chain: Vec<Arc<Endpoint>>,
     pub router_version: &'static str,
+    pub task: Option<usize>,
+    /// The alias asked for hedging (`signalbox/fast`) or the header did, and the key allows it.
+    pub hedge: bool,
+}
+
+/// Signalbox's `provider: {...}` body extension (OpenRouter's shape).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProviderRules {
+    #[serde(default)]
+    pub only: Option<Vec<String>>,
+    #[serde(default)]
+    pub ignore: Vec<String>,
+    #[serde(default)]
+    pub order: Vec<String>,
+    #[serde(default = "yes")]
+    pub allow_fallbacks: bool,
+    #[serde(default)]
+    pub sort: Option<SortBy>,
+}
+
+fn yes() -> bool {
+    true
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum SortBy {
+    Price,
+    Latency,
+    Quality,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Alias {
+    Auto,
+    Cheap,
+    Fast,
+}
+
+fn alias(model: &str) -> Option<Alias> {
+    match model {
+        "signalbox/auto" | "auto" => Some(Alias::Auto),
+        "signalbox/cheap" => Some(Alias::Cheap),
+        "signalbox/fast" => Some(Alias::Fast),
+        _ => None,
+    }
 }
 
 /// The endpoints a model name stands for.
@@ -22,15 +115,175 @@ fn resolve<'a>(cfg: &'a Config, name: &str) -> Option<Vec<&'a Arc<Endpoint>>> {
     cfg.models.get(name).map(|m| m.deployments.iter().collect())
 }
 
-pub fn plan(cfg: &Config, key: &ApiKey, req: &ChatRequest) -> Result<Plan, GatewayError> {
-    let mut chain: Vec<Arc<Endpoint>> = Vec::new();
-    let names = std::iter::once(("model".to_string(), req.model.as_str())).chain(
-        req.fallback_models
-            .iter()
-            .enumerate()
-            .map(|(i, m)| (format!("models[{i}]"), m.as_str())),
-    );
-    for (param, name) in names {
+/// The inputs of a plan besides the config and the request.
+pub struct PlanInput<'a> {
+    pub key: &'a ApiKey,
+    pub hints: &'a Hints,
+    pub stats: &'a StatsRegistry,
+    /// The classifier's label, when it ran (index into `TASKS`), and whether it was the model or
+    /// the keyword rules.
+    pub classified: Option<(usize, TaskSource)>,
+    pub now: Instant,
+}
+
+/// Which task an auto-routed request belongs to, before any classifier runs.
+pub fn task_before_classifier(req: &ChatRequest, hints: &Hints) -> Option<(usize, TaskSource)> {
+    if req.has_tools() {
+        Some((TOOL_USE, TaskSource::RequestShape))
+    } else if req.has_images() {
+        Some((MULTIMODAL, TaskSource::RequestShape))
+    } else {
+        hints.task.map(|t| (t, TaskSource::Header))
+    }
+}
+
+pub fn is_alias(model: &str) -> bool {
+    alias(model).is_some()
+}
+
+pub fn plan(cfg: &Config, req: &ChatRequest, input: &PlanInput<'_>) -> Result<Plan, GatewayError> {
+    let key = input.key;
+    if !key.may_use(&req.model) {
+        return Err(GatewayError::new(
+            ErrorKind::ModelNotAllowed,
+            format!("this key may not use model `{}`", req.model),
+        )
+        .with_param("model"));
+    }
+    let rules: ProviderRules = match &req.provider_prefs {
+        None => ProviderRules {
+            allow_fallbacks: true,
+            ..Default::default()
+        },
+        Some(raw) => {
+            let mut de = serde_json::Deserializer::from_str(raw.get());
+            serde_path_to_error::deserialize(&mut de).map_err(|e| {
+                let p = e.path().to_string();
+                let param = if p == "." {
+                    "provider".to_string()
+                } else {
+                    format!("provider.{p}")
+                };
+                GatewayError::invalid(
+                    param.clone(),
+                    format!("invalid value for `{param}`: {}", e.into_inner()),
+                )
+            })?
+        }
+    };
+    let mut task = None;
+    let mut router_version = "v1";
+    let mut hedge = input.hints.hedge == Some(true);
+    let mut chain: Vec<Arc<Endpoint>> = match alias(&req.model) {
+        Some(a) => {
+            let Some(routing) = &cfg.routing else {
+                return Err(GatewayError::new(
+                    ErrorKind::ModelNotFound,
+                    format!(
+                        "`{}` needs `routing.chains` in the gateway config",
+                        req.model
+                    ),
+                )
+                .with_param("model"));
+            };
+            let (t, source) = task_before_classifier(req, input.hints)
+                .or(input.classified)
+                .unwrap_or((routing.default_task, TaskSource::Default));
+            task = Some(t);
+            router_version = match source {
+                TaskSource::Keyword | TaskSource::Default => "v2_keyword",
+                _ => "v2",
+            };
+            if a == Alias::Fast && input.hints.hedge != Some(false) {
+                hedge = true;
+            }
+            let candidates = filter(routing.chains[t].clone(), cfg, req, input, &rules)?;
+            let dial = input
+                .hints
+                .cost_quality
+                .unwrap_or(match (a, input.hints.preference) {
+                    (Alias::Cheap, _) => 1.0,
+                    (_, Some(Preference::Quality)) => 0.0,
+                    (_, Some(Preference::Cost)) => 1.0,
+                    (_, Some(Preference::Balanced)) => 0.5,
+                    _ => routing.default_cost_quality,
+                });
+            let latency_weight =
+                if a == Alias::Fast || input.hints.preference == Some(Preference::Latency) {
+                    1.0
+                } else {
+                    routing.latency_weight
+                };
+            let demand = Demand {
+                task: t,
+                prompt_tokens: estimate_prompt_tokens(req),
+                output_tokens: req
+                    .max_completion_tokens
+                    .or(req.max_tokens)
+                    .unwrap_or(TYPICAL_OUTPUT_TOKENS[t]),
+            };
+            let weights = match rules.sort {
+                Some(SortBy::Price) => Weights {
+                    dial: 1.0,
+                    latency_weight: 0.0,
+                },
+                Some(SortBy::Quality) => Weights {
+                    dial: 0.0,
+                    latency_weight: 0.0,
+                },
+                Some(SortBy::Latency) => Weights {
+                    dial: 0.0,
+                    latency_weight: 100.0,
+                },
+                None => Weights {
+                    dial,
+                    latency_weight,
+                },
+            };
+            rank(candidates, &demand, &weights, input.stats, input.now)
+                .into_iter()
+                .map(|(e, _)| e)
+                .collect()
+        }
+        None => {
+            let Some(eps) = resolve(cfg, &req.model) else {
+                return Err(GatewayError::new(
+                    ErrorKind::ModelNotFound,
+                    format!("model `{}` does not exist; GET /v1/models lists the models this key may use", req.model),
+                )
+                .with_param("model"));
+            };
+            let eps: Vec<Arc<Endpoint>> = eps.into_iter().cloned().collect();
+            if eps.len() == 1 && cfg.endpoints.contains_key(&req.model) {
+                eps // a pin is exactly that endpoint
+            } else {
+                let mut eps = filter(eps, cfg, req, input, &rules)?;
+                // Deployments of one model differ by latency and region, not quality or price:
+                // order by the live signal, keeping config order where nothing is known.
+                // An endpoint with no samples yet gets the median of the others, so it is tried
+                // in its configured place rather than starved of the traffic it needs to learn.
+                let known: Vec<Option<f64>> = eps
+                    .iter()
+                    .map(|e| input.stats.get(&e.id).fast_ms(input.now))
+                    .collect();
+                let mut seen: Vec<f64> = known.iter().flatten().copied().collect();
+                seen.sort_by(f64::total_cmp);
+                let fill = seen.get(seen.len() / 2).copied().unwrap_or(0.0);
+                let lat: Vec<f64> = known.iter().map(|l| l.unwrap_or(fill)).collect();
+                let mut idx: Vec<usize> = (0..eps.len()).collect();
+                idx.sort_by(|a, b| lat[*a].total_cmp(&lat[*b]).then(a.cmp(b)));
+                let sorted = idx.iter().map(|i| eps[*i].clone()).collect();
+                eps.clear();
+                sorted
+            }
+        }
+    };
+    apply_order(&mut chain, &rules.order);
+    if !rules.allow_fallbacks {
+        chain.truncate(1);
+    }
+    for (i, name) in req.fallback_models.iter().enumerate() {
+        let param = format!("models[{i}]");
         let Some(eps) = resolve(cfg, name) else {
             return Err(GatewayError::new(
                 ErrorKind::ModelNotFound,
@@ -53,20 +306,113 @@ pub fn plan(cfg: &Config, key: &ApiKey, req: &ChatRequest) -> Result<Plan, Gatew
     }
     Ok(Plan {
         chain,
-        router_version: "v1",
+        router_version,
+        task,
+        hedge: hedge && key.hedge,
     })
 }
 
-/// Model ids the key may use, for `GET /v1/models`: logical models first, then pinned endpoints.
+/// Capabilities, context window, region and the `provider` rules. An empty result is a 503
+/// that says which rule emptied it.
+fn filter(
+    eps: Vec<Arc<Endpoint>>,
+    _cfg: &Config,
+    req: &ChatRequest,
+    input: &PlanInput<'_>,
+    rules: &ProviderRules,
+) -> Result<Vec<Arc<Endpoint>>, GatewayError> {
+    let needs_tools = req.has_tools();
+    let needs_vision = req.has_images();
+    let needs_schema = req
+        .extra_field("response_format")
+        .is_some_and(|r| r.get().contains("\"json_schema\""));
+    let prompt = estimate_prompt_tokens(req);
+    let out = req.max_completion_tokens.or(req.max_tokens).unwrap_or(0);
+    let mut why = "the task's chain is empty";
+    let mut kept = Vec::with_capacity(eps.len());
+    for e in eps {
+        let p = e.provider.name.as_str();
+        if rules
+            .only
+            .as_ref()
+            .is_some_and(|o| !o.iter().any(|x| x == p))
+            || rules.ignore.iter().any(|x| x == p)
+        {
+            why = "the `provider` rules (only/ignore) exclude every endpoint";
+            continue;
+        }
+        if let Some(r) = &input.hints.region
+            && e.region.as_deref() != Some(r.as_str())
+        {
+            why = "no endpoint of the chain is in the requested region";
+            continue;
+        }
+        if (needs_tools && !e.tools)
+            || (needs_vision && !e.vision)
+            || (needs_schema && !e.json_schema)
+        {
+            why = "no endpoint of the chain supports what the request uses (tools, images or json_schema)";
+            continue;
+        }
+        if e.context_window.is_some_and(|w| prompt + out > w) {
+            why = "the prompt does not fit any endpoint's context window";
+            continue;
+        }
+        kept.push(e);
+    }
+    if kept.is_empty() {
+        return Err(GatewayError::new(ErrorKind::NoAvailableEndpoint, why));
+    }
+    Ok(kept)
+}
+
+/// `provider.order`: the named providers first, in that order; the rest keep their place.
+fn apply_order(chain: &mut [Arc<Endpoint>], order: &[String]) {
+    if order.is_empty() {
+        return;
+    }
+    let rank = |e: &Arc<Endpoint>| {
+        order
+            .iter()
+            .position(|p| *p == e.provider.name)
+            .unwrap_or(usize::MAX)
+    };
+    chain.sort_by_key(rank); // stable: equal ranks keep the score's order
+}
+
+/// A cheap prompt-size estimate (about 4 characters per token, plus per-message framing).
+pub fn estimate_prompt_tokens(req: &ChatRequest) -> u64 {
+    (req.prompt_chars() / 4 + req.messages.len() * 4) as u64
+}
+
+/// Task label index by name (for `X-Signalbox-Task`).
+pub fn task_index(name: &str) -> Option<usize> {
+    TASKS
+        .iter()
+        .take(8)
+        .position(|t| t.eq_ignore_ascii_case(name))
+}
+
+/// Model ids the key may use, for `GET /v1/models`: aliases (when routing is configured), logical
+/// models, then pinned endpoints.
 pub fn visible_models<'a>(
     cfg: &'a Config,
     key: &'a ApiKey,
 ) -> impl Iterator<Item = (&'a str, &'a str)> + 'a {
+    let aliases: &[&str] = if cfg.routing.is_some() {
+        &["signalbox/auto", "signalbox/cheap", "signalbox/fast"]
+    } else {
+        &[]
+    };
+    let aliases = aliases.iter().map(|a| (*a, "signalbox"));
     let logical = cfg.model_order.iter().map(|m| (m.as_str(), "signalbox"));
     let pinned = cfg.endpoint_order.iter().filter_map(|id| {
         cfg.endpoints
             .get(id)
             .map(|e| (id.as_str(), e.provider.name.as_str()))
     });
-    logical.chain(pinned).filter(|(id, _)| key.may_use(id))
+    aliases
+        .chain(logical)
+        .chain(pinned)
+        .filter(|(id, _)| key.may_use(id))
 }

@@ -71,7 +71,9 @@ pub fn record(session: &Session, ctx: &RequestCtx) {
         status,
         key_id: ctx.key.as_ref().map(|k| k.id.as_str()),
         logical_model: ctx.logical_model.as_deref(),
-        task: None,
+        task: ctx
+            .task
+            .and_then(|t| crate::config::schema::TASKS.get(t).copied()),
         endpoint: ctx.served.as_ref().map(|e| e.id.as_str()),
         router_version: ctx.logical_model.as_ref().map(|_| ctx.router_version),
         attempts: attempts.as_deref(),
