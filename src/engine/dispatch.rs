@@ -16,6 +16,8 @@ use tokio::time::{Instant, timeout_at};
 use super::upstream::{self, StepError};
 use super::{DispatchOptions, Engine, FallbackReason};
 use crate::accounting::cost::cost;
+use std::sync::Arc;
+
 use crate::config::runtime::Endpoint;
 use crate::ctx::{Attempt, RequestCtx};
 use crate::error::{ErrorKind, GatewayError};
@@ -69,10 +71,12 @@ impl Engine {
             ));
         }
         let m = metrics::get();
-        for ep in chain.iter() {
+        let mut i = 0;
+        while i < chain.len() {
             if Instant::now() >= deadline {
                 break;
             }
+            let ep = &chain[i];
             let stats = self.stats.get(&ep.id);
             if !stats.breaker.allow(Instant::now()) {
                 m.fallbacks
@@ -82,66 +86,47 @@ impl Engine {
                     endpoint: ep.clone(),
                     failure: Some(FallbackReason::CircuitOpen),
                 });
+                i += 1;
                 continue;
+            }
+            // The hedge partner: the next member whose breaker is not open.
+            let partner = if ctx.hedge {
+                let now = Instant::now();
+                (i + 1..chain.len()).find(|&j| {
+                    self.stats.get(&chain[j].id).breaker.peek(now)
+                        != crate::route::breaker::BreakerState::Open
+                })
+            } else {
+                None
+            };
+            if let Some(j) = partner {
+                match self
+                    .hedged(session, ctx, req, (ep, &chain[j]), deadline, opts)
+                    .await
+                {
+                    Some(r) => return r,
+                    None => {
+                        i = j + 1;
+                        continue;
+                    }
+                }
             }
             let _in_flight = stats.start();
             let t0 = Instant::now();
             // A client that hangs up cancels the provider call instead of leaving it running.
             let result = tokio::select! {
-                r = self.attempt(ep, req, deadline, opts) => r,
-                () = client_gone(session) => {
-                    ctx.upstream_time += t0.elapsed();
-                    ctx.client_gone = true;
-                    return Ok(());
-                }
+                r = self.attempt(ep, req, deadline, opts) => Some(r),
+                () = client_gone(session) => None,
             };
             ctx.upstream_time += t0.elapsed();
-            let provider = ep.provider.name.as_str();
-            match result {
-                Err(e) => {
-                    let outcome = match e.reason {
-                        FallbackReason::RateLimited => Outcome::RateLimited,
-                        _ => Outcome::Failed,
-                    };
-                    // The caller's own budget running out says nothing about the endpoint.
-                    if e.reason != FallbackReason::MaxLatencyExceeded {
-                        stats.record(Instant::now(), outcome, None, None);
-                        stats.breaker.on_failure(Instant::now(), e.retry_after);
-                    }
-                    tracing::info!(
-                        request_id = %ctx.request_id, endpoint = %ep.id,
-                        reason = e.reason.as_str(), detail = %e.detail, "attempt failed"
-                    );
-                    m.attempts
-                        .with_label_values(&[&ep.id, provider, e.reason.as_str()])
-                        .inc();
-                    m.fallbacks
-                        .with_label_values(&[provider, e.reason.as_str()])
-                        .inc();
-                    ctx.attempts.push(Attempt {
-                        endpoint: ep.clone(),
-                        failure: Some(e.reason),
-                    });
-                }
-                Ok(won) => {
-                    stats.breaker.on_success();
-                    if !matches!(won, Won::Stream(_)) {
-                        // Streams record at their end, with the time per output token.
-                        stats.record(Instant::now(), Outcome::Ok, Some(t0.elapsed()), None);
-                    }
-                    m.attempts
-                        .with_label_values(&[&ep.id, provider, "ok"])
-                        .inc();
-                    ctx.attempts.push(Attempt {
-                        endpoint: ep.clone(),
-                        failure: None,
-                    });
-                    ctx.served = Some(ep.clone());
-                    return self
-                        .deliver(session, ctx, ep, won, deadline, opts, t0)
-                        .await;
-                }
+            let Some(result) = result else {
+                ctx.client_gone = true;
+                return Ok(());
+            };
+            if let Some(won) = self.settle(ctx, ep, result, t0) {
+                return self.deliver(session, ctx, ep, won, deadline, t0).await;
             }
+            i += 1;
         }
         let timed_out = Instant::now() >= deadline
             || ctx.last_failure() == Some(FallbackReason::MaxLatencyExceeded);
@@ -162,6 +147,168 @@ impl Engine {
                 ctx.attempts_header()
             ),
         ))
+    }
+
+    /// Records an attempt's outcome (stats, breaker, metrics, the attempts list); hands back
+    /// the winner.
+    fn settle(
+        &self,
+        ctx: &mut RequestCtx,
+        ep: &Arc<Endpoint>,
+        result: Result<Won, StepError>,
+        t0: Instant,
+    ) -> Option<Won> {
+        let m = metrics::get();
+        let stats = self.stats.get(&ep.id);
+        let provider = ep.provider.name.as_str();
+        match result {
+            Err(e) => {
+                let outcome = match e.reason {
+                    FallbackReason::RateLimited => Outcome::RateLimited,
+                    _ => Outcome::Failed,
+                };
+                // The caller's own budget running out says nothing about the endpoint.
+                if e.reason != FallbackReason::MaxLatencyExceeded {
+                    stats.record(Instant::now(), outcome, None, None);
+                    stats.breaker.on_failure(Instant::now(), e.retry_after);
+                }
+                tracing::info!(
+                    request_id = %ctx.request_id, endpoint = %ep.id,
+                    reason = e.reason.as_str(), detail = %e.detail, "attempt failed"
+                );
+                m.attempts
+                    .with_label_values(&[&ep.id, provider, e.reason.as_str()])
+                    .inc();
+                m.fallbacks
+                    .with_label_values(&[provider, e.reason.as_str()])
+                    .inc();
+                ctx.attempts.push(Attempt {
+                    endpoint: ep.clone(),
+                    failure: Some(e.reason),
+                });
+                None
+            }
+            Ok(won) => {
+                stats.breaker.on_success();
+                if !matches!(won, Won::Stream(_)) {
+                    // Streams record at their end, with the time per output token.
+                    stats.record(Instant::now(), Outcome::Ok, Some(t0.elapsed()), None);
+                }
+                m.attempts
+                    .with_label_values(&[&ep.id, provider, "ok"])
+                    .inc();
+                ctx.attempts.push(Attempt {
+                    endpoint: ep.clone(),
+                    failure: None,
+                });
+                ctx.served = Some(ep.clone());
+                Some(won)
+            }
+        }
+    }
+
+    /// Hedged dispatch of two chain members: the second fires after the hedge delay (the
+    /// primary's live p90 TTFT, floored), or at once if the primary fails first. The first to
+    /// produce a usable response (a stream's first content chunk, a whole non-stream body) wins;
+    /// the other is dropped, which closes its connection (never returned to the pool).
+    /// `None` = both failed; the chain goes on after the pair.
+    async fn hedged(
+        &self,
+        session: &mut Session,
+        ctx: &mut RequestCtx,
+        req: &ChatRequest,
+        (a, b): (&Arc<Endpoint>, &Arc<Endpoint>),
+        deadline: Instant,
+        opts: DispatchOptions,
+    ) -> Option<Result<(), GatewayError>> {
+        let m = metrics::get();
+        let delay = self.hedge_delay(ctx, a);
+        let t0 = Instant::now();
+        let _a_flight = self.stats.get(&a.id).start();
+        let mut primary = std::pin::pin!(self.attempt(a, req, deadline, opts));
+        let timer = tokio::time::sleep(delay);
+        let mut timer = std::pin::pin!(timer);
+        let mut second: Option<std::pin::Pin<Box<_>>> = None;
+        let mut second_start = t0;
+        let mut _b_flight = None;
+        let (mut a_done, mut b_done) = (false, false);
+        enum Step<W> {
+            A(W),
+            B(W),
+            Fire,
+            Gone,
+        }
+        loop {
+            let step = tokio::select! {
+                r = &mut primary, if !a_done => Step::A(r),
+                () = &mut timer, if second.is_none() && !a_done => Step::Fire,
+                r = async { match second.as_mut() { Some(f) => f.await, None => std::future::pending().await } }, if second.is_some() && !b_done => Step::B(r),
+                () = client_gone(session) => Step::Gone,
+            };
+            match step {
+                Step::Gone => {
+                    ctx.upstream_time += t0.elapsed();
+                    ctx.client_gone = true;
+                    return Some(Ok(()));
+                }
+                Step::Fire => {
+                    m.hedges.with_label_values(&["fired"]).inc();
+                    ctx.router_version = "v2_hedged";
+                    _b_flight = Some(self.stats.get(&b.id).start());
+                    second_start = Instant::now();
+                    second = Some(Box::pin(self.attempt(b, req, deadline, opts)));
+                }
+                Step::A(r) => {
+                    a_done = true;
+                    if let Some(won) = self.settle(ctx, a, r, t0) {
+                        ctx.upstream_time += t0.elapsed();
+                        // Dropping the second attempt cancels it and closes its connection.
+                        drop(second.take());
+                        return Some(self.deliver(session, ctx, a, won, deadline, t0).await);
+                    }
+                    if second.is_none() {
+                        // The primary failed before the hedge fired: plain fallover, now.
+                        _b_flight = Some(self.stats.get(&b.id).start());
+                        second_start = Instant::now();
+                        second = Some(Box::pin(self.attempt(b, req, deadline, opts)));
+                    }
+                }
+                Step::B(r) => {
+                    b_done = true;
+                    if let Some(won) = self.settle(ctx, b, r, second_start) {
+                        ctx.upstream_time += t0.elapsed();
+                        if !a_done {
+                            m.hedges.with_label_values(&["won"]).inc();
+                        }
+                        return Some(
+                            self.deliver(session, ctx, b, won, deadline, second_start)
+                                .await,
+                        );
+                    }
+                }
+            }
+            if a_done && b_done {
+                ctx.upstream_time += t0.elapsed();
+                return None;
+            }
+        }
+    }
+
+    /// The primary's live p90 TTFT, floored; the configured default before it has one.
+    fn hedge_delay(&self, ctx: &RequestCtx, primary: &Endpoint) -> std::time::Duration {
+        let (floor, default) = ctx
+            .cfg
+            .as_ref()
+            .and_then(|c| c.routing.as_ref())
+            .map(|r| (r.hedge_min_delay, r.hedge_default_delay))
+            .unwrap_or((
+                std::time::Duration::from_millis(50),
+                std::time::Duration::from_secs(1),
+            ));
+        match self.stats.get(&primary.id).view().ttft_p90_ms {
+            Some(ms) => std::time::Duration::from_secs_f64(f64::from(ms) / 1000.0).max(floor),
+            None => default.max(floor),
+        }
     }
 
     async fn attempt(
@@ -288,7 +435,6 @@ impl Engine {
         ep: &Endpoint,
         won: Won,
         deadline: Instant,
-        _opts: DispatchOptions,
         attempt_start: Instant,
     ) -> Result<(), GatewayError> {
         match won {

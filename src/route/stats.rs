@@ -324,6 +324,23 @@ impl StatsRegistry {
     }
 }
 
+/// Recomputes every endpoint's window view on the refresh interval (a Pingora background
+/// service, off the request path).
+pub struct Refresher(pub Arc<StatsRegistry>);
+
+#[async_trait::async_trait]
+impl pingora::services::background::BackgroundService for Refresher {
+    async fn start(&self, mut shutdown: pingora::server::ShutdownWatch) {
+        let mut tick = tokio::time::interval(self.0.settings.refresh);
+        loop {
+            tokio::select! {
+                _ = shutdown.changed() => return,
+                _ = tick.tick() => self.0.refresh_all(Instant::now()),
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -405,22 +422,5 @@ mod tests {
         let b = r.get("p/m");
         assert!(Arc::ptr_eq(&a, &b));
         assert_eq!(r.snapshot().len(), 1);
-    }
-}
-
-/// Recomputes every endpoint's window view on the refresh interval (a Pingora background
-/// service, off the request path).
-pub struct Refresher(pub Arc<StatsRegistry>);
-
-#[async_trait::async_trait]
-impl pingora::services::background::BackgroundService for Refresher {
-    async fn start(&self, mut shutdown: pingora::server::ShutdownWatch) {
-        let mut tick = tokio::time::interval(self.0.settings.refresh);
-        loop {
-            tokio::select! {
-                _ = shutdown.changed() => return,
-                _ = tick.tick() => self.0.refresh_all(Instant::now()),
-            }
-        }
     }
 }

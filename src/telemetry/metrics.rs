@@ -20,6 +20,7 @@ pub struct Metrics {
     pub fallbacks: IntCounterVec,
     pub attempts: IntCounterVec,
     pub overhead: HistogramVec,
+    pub hedges: IntCounterVec,
     pub in_flight: IntGauge,
     pub config_reloads: IntCounterVec,
     pub config_version: IntGauge,
@@ -151,6 +152,17 @@ impl Metrics {
                     )
                     .buckets(overhead_buckets),
                     &["stream"],
+                )
+                .expect("metric"),
+            ),
+            hedges: reg(
+                &r,
+                IntCounterVec::new(
+                    Opts::new(
+                        "llm_hedges_total",
+                        "Hedged second attempts fired, and those that won",
+                    ),
+                    &["outcome"],
                 )
                 .expect("metric"),
             ),

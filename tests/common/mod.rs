@@ -185,6 +185,7 @@ models:
 keys:
   test:
     sha256: "{hash}"
+    hedge: true
   limited:
     sha256: "{hash2}"
     models: ["small"]
@@ -217,15 +218,18 @@ pub fn provider(name: &str, base_url: &str, models: &[(&str, &str)], extra: &str
 }
 
 pub fn start_gateway(providers: &str, models: &str) -> Gateway {
+    start_gateway_with(providers, models, "")
+}
+
+/// As `start_gateway`, with extra top-level YAML (e.g. a `routing:` section).
+pub fn start_gateway_with(providers: &str, models: &str, extra: &str) -> Gateway {
     let dir = TempDir::new();
     let port = free_port();
     let admin_port = free_port();
     let config_path = dir.0.join("signalbox.yaml");
-    std::fs::write(
-        &config_path,
-        config_yaml(port, admin_port, &dir.0, providers, models),
-    )
-    .expect("write config");
+    let mut yaml = config_yaml(port, admin_port, &dir.0, providers, models);
+    yaml.push_str(extra);
+    std::fs::write(&config_path, yaml).expect("write config");
     let child = Command::new(BIN)
         .args(["run", "-c", config_path.to_str().expect("utf8 path")])
         .stdout(Stdio::null())
