@@ -17,10 +17,13 @@ cargo clippy --all-targets --locked -- -D warnings
 echo "== cargo test"
 cargo test --locked --all-targets
 echo "== shipped configs"
+# Placeholder secrets: this checks structure, references and values, not credentials.
+export OPENAI_API_KEY=x ANTHROPIC_API_KEY=x GEMINI_API_KEY=x AWS_ACCESS_KEY_ID=x AWS_SECRET_ACCESS_KEY=x \
+  GROQ_API_KEY=x MISTRAL_API_KEY=x DEEPSEEK_API_KEY=x XAI_API_KEY=x EMU_A_KEY=x EMU_B_KEY=x
+export SIGNALBOX_ADMIN_TOKEN_SHA256=$(printf %064d 0) SIGNALBOX_KEY_PLATFORM_SHA256=$(printf %064d 1) \
+  SIGNALBOX_KEY_SUPPORT_SHA256=$(printf %064d 2)
 for f in conf/*.yaml; do
-  EMU_A_KEY=x EMU_B_KEY=x OPENAI_API_KEY=x GROQ_API_KEY=x MISTRAL_API_KEY=x DEEPSEEK_API_KEY=x XAI_API_KEY=x \
-    SIGNALBOX_ADMIN_TOKEN_SHA256=$(printf %064d 0) SIGNALBOX_KEY_PLATFORM_SHA256=$(printf %064d 1) SIGNALBOX_KEY_SUPPORT_SHA256=$(printf %064d 2) \
-    "$CARGO_TARGET_DIR/debug/signalbox" check-config "$f"
+  "$CARGO_TARGET_DIR/debug/signalbox" check-config "$f"
 done
 echo "== real clients (pytest)"
 SIGNALBOX_BIN="$CARGO_TARGET_DIR/debug/signalbox" "$VENV/bin/python" -m pytest -q tests/python
