@@ -479,6 +479,12 @@ fn compile_provider(
             "holds characters not allowed in a header",
         );
     }
+    if kind == ProviderKind::Bedrock && p.aws.is_none() {
+        errs.push(
+            format!("{path}.aws"),
+            "a bedrock provider needs `aws: {region, access_key_id, secret_access_key}` to sign its requests",
+        );
+    }
     Some(Provider {
         name: name.to_string(),
         kind,

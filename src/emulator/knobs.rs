@@ -1,8 +1,11 @@
-//! Per-request behaviour knobs, carried in the request's `model` string as a query suffix
+//! Per-request behaviour knobs, carried in the request's model string as a query suffix
 //! (`gpt-4o-mini?status=429&retry_after=2`).
 //!
 //! The model string is the one field every gateway forwards untouched to every wire format, so
-//! tests can steer the emulator through a gateway without any side channel.
+//! tests can steer the emulator through a gateway without any side channel. Where it travels
+//! depends on the format: the body's `model` (OpenAI, Anthropic), or the URL path, percent-encoded
+//! (Gemini `/v1beta/models/gemini-x%3Fstatus%3D429:generateContent`, Bedrock
+//! `/model/claude-x%3Fstatus%3D429/converse`, the Azure deployment name).
 //!
 //! | knob | effect |
 //! |---|---|
@@ -17,6 +20,8 @@
 //! | `drop_after=N` | streams: after N content chunks abort (H1: FIN mid-body; H2: RST_STREAM) |
 //! | `error_event=before\|N` | streams: 200, then an in-band error event (after N content chunks) and a clean end |
 //! | `body_bytes=N` | non-streams: pad the text content to N bytes |
+//! | `inband_status=1` | streams: a failing `status` (or `fail_first`) answers 200 and then that status's in-band error event (Bedrock throttles this way); `error_event` places it, default `before` |
+//! | `cached_tokens=N` | the prompt counts N more tokens, all read from the provider's prompt cache |
 //!
 //! Unknown knobs and unparsable values are 400 errors naming the knob. Stream knobs whose N
 //! exceeds the number of content chunks never fire.
@@ -29,6 +34,8 @@ pub const MAX_TOKENS: u64 = 100_000;
 pub const MAX_DELAY_MS: u64 = 600_000;
 pub const MAX_BODY_PAD: u64 = 64 * 1024 * 1024;
 pub const MAX_TPS: f64 = 1_000_000.0;
+/// Counts only, nothing is allocated for them; the bound keeps sums far from overflow.
+pub const MAX_CACHED_TOKENS: u64 = 100_000_000;
 
 /// Process-wide defaults (from the command line) that knobs override.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -73,6 +80,8 @@ pub struct Knobs {
     pub drop_after: Option<u64>,
     pub error_event: Option<ErrorEvent>,
     pub body_bytes: Option<u64>,
+    pub inband_status: bool,
+    pub cached_tokens: u64,
 }
 
 impl Knobs {
@@ -89,6 +98,8 @@ impl Knobs {
             drop_after: None,
             error_event: None,
             body_bytes: None,
+            inband_status: false,
+            cached_tokens: 0,
         }
     }
 
@@ -159,6 +170,8 @@ pub fn parse_knobs(query: Option<&str>, defaults: &Defaults) -> Result<Knobs, Kn
                     })
             }
             "body_bytes" => k.body_bytes = Some(int(name, value, MAX_BODY_PAD)?),
+            "inband_status" => k.inband_status = int(name, value, 1)? == 1,
+            "cached_tokens" => k.cached_tokens = int(name, value, MAX_CACHED_TOKENS)?,
             _ => {
                 return Err(KnobError {
                     knob: name.to_string(),
@@ -218,7 +231,8 @@ mod tests {
     fn parses_every_knob() {
         let (base, k) = parse(
             "m?status=429&retry_after=2&fail_first=3&latency_ms=5&ttft_ms=6&tps=7.5&tokens=8\
-             &stall_after=1&drop_after=2&error_event=4&body_bytes=1000",
+             &stall_after=1&drop_after=2&error_event=4&body_bytes=1000&inband_status=1\
+             &cached_tokens=64",
         )
         .unwrap();
         assert_eq!(base, "m");
@@ -231,6 +245,8 @@ mod tests {
         assert_eq!(k.drop_after, Some(2));
         assert_eq!(k.error_event, Some(ErrorEvent::After(4)));
         assert_eq!(k.body_bytes, Some(1000));
+        assert!(k.inband_status);
+        assert_eq!(k.cached_tokens, 64);
     }
 
     #[test]
@@ -264,6 +280,8 @@ mod tests {
             ("m?latency_ms=", "latency_ms"),
             ("m?colour=blue", "colour"),
             ("m?tokens", "tokens"),
+            ("m?inband_status=2", "inband_status"),
+            ("m?cached_tokens=x", "cached_tokens"),
         ] {
             let e = parse(model).unwrap_err();
             assert_eq!(e.knob, knob, "{model}");

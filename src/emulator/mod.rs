@@ -2,13 +2,27 @@
 //! formats, with per-request misbehaviour knobs, for the gateway's integration tests, load tests
 //! and offline demos.
 //!
-//! Knobs ride in the request's `model` string (`gpt-4o-mini?status=429&retry_after=2`), see
-//! [`knobs`]. The server is a bare Pingora [`HttpServerApp`] rather than `ServeHttp` because
-//! replies stream with delays and must notice clients that leave.
+//! Formats, one module each behind [`format::Wire`]: OpenAI Chat Completions ([`openai`]),
+//! Azure OpenAI ([`azure`]), Anthropic Messages ([`anthropic`]), Gemini ([`gemini`]) and
+//! Bedrock Converse ([`bedrock`], SigV4-verified by [`sigv4`]). They share one flow: route,
+//! read the body, the format's auth and parse, the shared knob and fault handling here, then the
+//! format's body, stream events or error envelope. What the model says is [`reply`]'s, the same
+//! in every format.
+//!
+//! Knobs ride in the model string (`gpt-4o-mini?status=429&retry_after=2`; Gemini, Bedrock and
+//! Azure carry it percent-encoded in the URL), see [`knobs`]. The server is a bare Pingora
+//! [`HttpServerApp`] rather than `ServeHttp` because replies stream with delays and must notice
+//! clients that leave.
 
+pub mod anthropic;
+pub mod azure;
+pub mod bedrock;
+pub mod format;
+pub mod gemini;
 pub mod knobs;
 pub mod openai;
 pub mod reply;
+pub mod sigv4;
 mod stats;
 
 use std::net::TcpListener;
@@ -29,6 +43,7 @@ use pingora::services::listening::Service;
 use serde_json::Value;
 use tokio::time::Instant;
 
+use format::{AuthConfig, AwsConfig, Matched, Progress, Reply, Route, Tokens, Wire};
 use knobs::{Defaults, ErrorEvent, Knobs};
 use stats::Stats;
 
@@ -58,9 +73,13 @@ pub struct EmulatorArgs {
     /// PEM private key for --tls-listen.
     #[arg(long, value_name = "PATH")]
     pub tls_key: Option<String>,
-    /// Require `Authorization: Bearer KEY` on /v1 routes.
+    /// Require this API key, in each format's own header: `Authorization: Bearer` (OpenAI),
+    /// `api-key` (Azure), `x-api-key` (Anthropic), `x-goog-api-key` or `?key=` (Gemini).
+    /// Bedrock always requires SigV4 (and then also accepts `Authorization: Bearer KEY`).
     #[arg(long, value_name = "KEY")]
     pub api_key: Option<String>,
+    #[command(flatten)]
+    pub aws: Box<AwsArgs>,
     /// Worker threads.
     #[arg(long, default_value_t = 1)]
     pub threads: usize,
@@ -79,6 +98,21 @@ pub struct EmulatorArgs {
     /// Name included in replies ("Hello from NAME: ...") and in /_emulator/stats.
     #[arg(long, default_value = "emulator")]
     pub name: String,
+}
+
+/// The credentials Bedrock requests must be SigV4-signed with. Boxed in [`EmulatorArgs`],
+/// which `main` holds in an enum variant that must stay small.
+#[derive(clap::Args, Debug, Clone)]
+pub struct AwsArgs {
+    /// Region Bedrock requests must be signed for.
+    #[arg(long, default_value = "us-east-1")]
+    pub aws_region: String,
+    /// Access key id Bedrock requests must be signed with.
+    #[arg(long, default_value = "AKIDEXAMPLE")]
+    pub aws_access_key_id: String,
+    /// Secret key Bedrock signatures are verified with.
+    #[arg(long, default_value = "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY")]
+    pub aws_secret_access_key: String,
 }
 
 /// Builds the Pingora server and serves until SIGINT/SIGTERM. Only returns on a setup error.
@@ -133,6 +167,9 @@ fn validate(args: &EmulatorArgs) -> Result<Defaults, String> {
     if args.threads == 0 || args.threads > 1024 {
         return Err("--threads must be between 1 and 1024".to_string());
     }
+    if args.aws.aws_region.is_empty() || args.aws.aws_access_key_id.is_empty() {
+        return Err("--aws-region and --aws-access-key-id must not be empty".to_string());
+    }
     if !knobs::valid_rate(args.tps) {
         return Err(format!(
             "--tps must be between 0 and {}, got {}",
@@ -184,20 +221,26 @@ pub struct ApiError {
     pub message: String,
     /// OpenAI's `type`.
     pub kind: &'static str,
-    pub param: Option<String>,
+    /// Always a field name we chose, hence static; keeps the error small enough to return by
+    /// value.
+    pub param: Option<&'static str>,
     pub code: Option<String>,
     pub retry_after: Option<u64>,
+    /// The provider's own error type when the status alone does not imply it (Anthropic
+    /// `type`, Gemini `status`, Bedrock exception name); `None` lets each format map the status.
+    pub native: Option<&'static str>,
 }
 
 impl ApiError {
-    pub fn invalid(status: u16, message: &str, param: Option<&str>) -> Self {
+    pub fn invalid(status: u16, message: &str, param: Option<&'static str>) -> Self {
         ApiError {
             status,
             message: message.to_string(),
             kind: "invalid_request_error",
-            param: param.map(str::to_string),
+            param,
             code: None,
             retry_after: None,
+            native: None,
         }
     }
 
@@ -238,6 +281,7 @@ impl ApiError {
             param: None,
             code: code.map(str::to_string),
             retry_after,
+            native: None,
         }
     }
 }
@@ -273,8 +317,7 @@ enum StreamEnd {
 
 struct Emulator {
     defaults: Defaults,
-    /// The exact `Authorization` value required, if any.
-    expected_auth: Option<String>,
+    auth: AuthConfig,
     name: String,
     stats: Stats,
     next_id: AtomicU64,
@@ -287,7 +330,14 @@ impl Emulator {
         options.h2c = true;
         Emulator {
             defaults,
-            expected_auth: args.api_key.as_ref().map(|k| format!("Bearer {k}")),
+            auth: AuthConfig {
+                api_key: args.api_key.clone(),
+                aws: AwsConfig {
+                    region: args.aws.aws_region.clone(),
+                    access_key_id: args.aws.aws_access_key_id.clone(),
+                    secret_access_key: args.aws.aws_secret_access_key.clone(),
+                },
+            },
             name: args.name.clone(),
             stats: Stats::default(),
             next_id: AtomicU64::new(1),
@@ -331,24 +381,26 @@ impl Emulator {
     async fn route(&self, session: &mut ServerSession) -> Flow {
         let method = session.req_header().method.clone();
         let path = session.req_header().uri.path().to_string();
-        if path.ends_with("/chat/completions") {
-            if method == Method::POST {
-                return self.chat(session).await;
+        let query = session.req_header().uri.query().map(str::to_string);
+        match format::route(&method, &path, query.as_deref()) {
+            Matched::Chat(route) => return self.chat(session, route).await,
+            Matched::WrongMethod(wire) => {
+                let e = ApiError::invalid(
+                    405,
+                    &format!("Method {method} not allowed on {path}."),
+                    None,
+                );
+                return self.respond_error(session, wire, &e, false).await;
             }
-            let e = ApiError::invalid(
-                405,
-                &format!("Method {method} not allowed on {path}."),
-                None,
-            );
-            return self.respond_error(session, &e, false).await;
+            Matched::None => {}
         }
         match (method.as_str(), path.as_str()) {
             ("GET", "/v1/models" | "/models") => {
-                if !self.authorized(session) {
-                    return self.respond_error(session, &unauthorized(), false).await;
+                if let Err(e) = openai::authorize(&self.auth, session.req_header()) {
+                    return self.respond_error(session, Wire::OpenAi, &e, false).await;
                 }
                 let body = openai::models_body(unix_now(), &self.name);
-                self.respond(session, 200, "application/json", body, None, false)
+                self.respond(session, 200, "application/json", &[], body, None, false)
                     .await
             }
             ("GET", "/_emulator/stats") | ("POST", "/_emulator/reset") => {
@@ -356,26 +408,19 @@ impl Emulator {
                     self.stats.reset();
                 }
                 let body = Bytes::from(self.stats.snapshot(&self.name).to_string());
-                self.respond(session, 200, "application/json", body, None, false)
+                self.respond(session, 200, "application/json", &[], body, None, false)
                     .await
             }
             _ => {
                 let e = ApiError::invalid(404, &format!("Invalid URL ({method} {path})"), None);
-                self.respond_error(session, &e, false).await
+                self.respond_error(session, Wire::OpenAi, &e, false).await
             }
         }
     }
 
-    fn authorized(&self, session: &ServerSession) -> bool {
-        match &self.expected_auth {
-            None => true,
-            Some(expected) => session
-                .get_header(http::header::AUTHORIZATION)
-                .is_some_and(|v| v.as_bytes() == expected.as_bytes()),
-        }
-    }
-
-    async fn chat(&self, session: &mut ServerSession) -> Flow {
+    /// The shared flow of every chat request, whatever its wire format.
+    async fn chat(&self, session: &mut ServerSession, route: Route) -> Flow {
+        let wire = route.wire;
         let body = match read_body(session).await {
             Ok(b) => b,
             Err(BodyError::TooLarge) => {
@@ -386,7 +431,7 @@ impl Emulator {
                     &format!("Request body exceeds {MAX_REQUEST_BYTES} bytes."),
                     None,
                 );
-                self.respond_error(session, &e, true).await;
+                self.respond_error(session, wire, &e, true).await;
                 return Flow::Close;
             }
             Err(BodyError::Read) => {
@@ -394,26 +439,34 @@ impl Emulator {
                 return Flow::Close;
             }
         };
-        let auth_ok = self.authorized(session);
-        self.stats
-            .record_request(&body, session.is_http2(), auth_ok);
-        if !auth_ok {
-            return self.respond_error(session, &unauthorized(), true).await;
+        let auth = wire.authorize(&self.auth, session.req_header(), &route, &body);
+        let header_names = session
+            .req_header()
+            .headers
+            .keys()
+            .map(|k| k.as_str().to_string())
+            .collect();
+        self.stats.record_request(
+            &body,
+            session.is_http2(),
+            auth.is_ok(),
+            session.req_header().uri.path(),
+            header_names,
+        );
+        if let Err(e) = auth {
+            return self.respond_error(session, wire, &e, true).await;
         }
         let value: Value = match serde_json::from_slice(&body) {
             Ok(v) => v,
             Err(e) => {
-                let e = ApiError::invalid(
-                    400,
-                    &format!("We could not parse the JSON body of your request: {e}"),
-                    None,
-                );
-                return self.respond_error(session, &e, true).await;
+                return self
+                    .respond_error(session, wire, &wire.bad_json(&e), true)
+                    .await;
             }
         };
-        let req = match openai::read_request(&value) {
+        let req = match wire.parse(&value, &route) {
             Ok(r) => r,
-            Err(e) => return self.respond_error(session, &e, true).await,
+            Err(e) => return self.respond_error(session, wire, &e, true).await,
         };
         let (base, query) = knobs::split_model(req.model);
         let knobs = match knobs::parse_knobs(query, &self.defaults) {
@@ -421,7 +474,7 @@ impl Emulator {
             Err(ke) => {
                 let mut e = ApiError::invalid(400, &ke.to_string(), Some("model"));
                 e.code = Some("invalid_emulator_knob".to_string());
-                return self.respond_error(session, &e, true).await;
+                return self.respond_error(session, wire, &e, true).await;
             }
         };
         self.stats.record_chat(base, req.include_usage);
@@ -430,43 +483,63 @@ impl Emulator {
             Some(n) => self.stats.fail_slot(req.model, n) && knobs.failure_status() != 200,
             None => knobs.status.is_some_and(|s| s != 200),
         };
-        if failing {
+        // `inband_status`: a failing stream still answers 200, then errors in-band.
+        let inband = (failing && req.stream && knobs.inband_status).then(|| knobs.failure_status());
+        if failing && inband.is_none() {
             if self.pause_ms(session, knobs.latency_ms).await.is_err() {
                 return Flow::Close;
             }
-            let e = ApiError::for_status(knobs.failure_status(), &self.name, knobs.retry_after);
-            return self.respond_error(session, &e, true).await;
+            let e = wire.knob_error(knobs.failure_status(), &self.name, knobs.retry_after);
+            return self.respond_error(session, wire, &e, true).await;
         }
 
         let n = self.next_id.fetch_add(1, Relaxed);
-        let id = format!("chatcmpl-emu-{n}");
-        let call_id = format!("call_emu{n}");
-        let meta = openai::Meta {
-            id: &id,
-            call_id: &call_id,
+        let mut plan = reply::plan(&req.ask, &self.name, knobs.tokens);
+        let stop_sequence = reply::apply_stop(&mut plan, &req.stop);
+        let thinking = if req.thinking {
+            reply::thinking_pieces()
+        } else {
+            Vec::new()
+        };
+        let reply = Reply {
+            n,
             created: unix_now(),
             model: base,
+            plan: &plan,
+            stop_sequence: stop_sequence.as_deref(),
+            thinking: &thinking,
+            tokens: Tokens {
+                prompt: reply::prompt_tokens(req.prompt_chars).saturating_add(knobs.cached_tokens),
+                cached: knobs.cached_tokens,
+                output: plan.completion_tokens(),
+                reasoning: thinking.len() as u64,
+            },
+            include_usage: req.include_usage == Some(true),
+            latency_ms: knobs.latency_ms.saturating_add(knobs.ttft_ms),
+            pad_to: knobs.body_bytes,
         };
-        let plan = reply::plan(&req.ask, &self.name, knobs.tokens);
-        let usage = openai::Usage::new(
-            reply::prompt_tokens(req.prompt_chars),
-            plan.completion_tokens(),
-        );
 
         if req.stream {
-            let script =
-                openai::stream_script(&meta, &plan, &usage, req.include_usage == Some(true));
+            let script = wire.stream_script(&reply, &route);
+            let (content_type, headers) = wire.stream_head(n, &route);
             if self.pause_ms(session, knobs.latency_ms).await.is_err() {
                 return Flow::Close;
             }
-            self.stream(session, script, &knobs).await
+            let framing = Framing {
+                wire,
+                route: &route,
+                content_type,
+                headers,
+                inband,
+            };
+            self.stream(session, &framing, script, &knobs).await
         } else {
-            let body = openai::completion_body(&meta, &plan, &usage, knobs.body_bytes);
+            let (content_type, headers, body) = wire.body(&reply);
             let delay = knobs.latency_ms.saturating_add(knobs.ttft_ms);
             if self.pause_ms(session, delay).await.is_err() {
                 return Flow::Close;
             }
-            self.respond(session, 200, "application/json", body, None, true)
+            self.respond(session, 200, content_type, &headers, body, None, true)
                 .await
         }
     }
@@ -480,13 +553,20 @@ impl Emulator {
         r
     }
 
-    async fn respond_error(&self, session: &mut ServerSession, e: &ApiError, count: bool) -> Flow {
-        let body = openai::error_body(e);
+    async fn respond_error(
+        &self,
+        session: &mut ServerSession,
+        wire: Wire,
+        e: &ApiError,
+        count: bool,
+    ) -> Flow {
+        let r = wire.error(e);
         self.respond(
             session,
-            e.status,
-            "application/json",
-            body,
+            r.status,
+            r.content_type,
+            &r.headers,
+            r.body,
             e.retry_after,
             count,
         )
@@ -495,16 +575,18 @@ impl Emulator {
 
     /// A complete response with an exact Content-Length. `count` marks chat responses, the only
     /// ones the `completed`/`disconnects` counters track.
+    #[allow(clippy::too_many_arguments)]
     async fn respond(
         &self,
         session: &mut ServerSession,
         status: u16,
         content_type: &str,
+        headers: &[(&'static str, String)],
         body: Bytes,
         retry_after: Option<u64>,
         count: bool,
     ) -> Flow {
-        let Some(mut header) = self.header(status, content_type) else {
+        let Some(mut header) = self.header(status, content_type, headers) else {
             return Flow::Close;
         };
         if header.set_content_length(body.len()).is_err() {
@@ -531,17 +613,31 @@ impl Emulator {
         }
     }
 
-    fn header(&self, status: u16, content_type: &str) -> Option<Box<ResponseHeader>> {
+    fn header(
+        &self,
+        status: u16,
+        content_type: &str,
+        extra: &[(&'static str, String)],
+    ) -> Option<Box<ResponseHeader>> {
         let mut h = ResponseHeader::build(status, Some(6)).ok()?;
         h.insert_header(http::header::CONTENT_TYPE, content_type)
             .ok()?;
+        for (name, value) in extra {
+            h.insert_header(*name, value.as_str()).ok()?;
+        }
         // The name is free-form user input; a value that is not a valid header is just omitted.
         let _ = h.insert_header("x-emulator-name", self.name.as_str());
         Some(Box::new(h))
     }
 
-    async fn stream(&self, session: &mut ServerSession, script: StreamScript, k: &Knobs) -> Flow {
-        match self.stream_body(session, script, k).await {
+    async fn stream(
+        &self,
+        session: &mut ServerSession,
+        framing: &Framing<'_>,
+        script: StreamScript,
+        k: &Knobs,
+    ) -> Flow {
+        match self.stream_body(session, framing, script, k).await {
             StreamEnd::Completed => {
                 self.stats.completed();
                 Flow::Reuse
@@ -568,10 +664,11 @@ impl Emulator {
     async fn stream_body(
         &self,
         session: &mut ServerSession,
+        framing: &Framing<'_>,
         script: StreamScript,
         k: &Knobs,
     ) -> StreamEnd {
-        let Some(mut header) = self.header(200, "text/event-stream") else {
+        let Some(mut header) = self.header(200, framing.content_type, &framing.headers) else {
             return StreamEnd::Gone;
         };
         let _ = header.insert_header(http::header::CACHE_CONTROL, "no-cache");
@@ -585,9 +682,25 @@ impl Emulator {
         if pause_until(session, ttft).await.is_err() {
             return StreamEnd::Gone;
         }
+        // An `inband_status` error goes where `error_event` says, right away by default.
+        let error_at = match (framing.inband, k.error_event) {
+            (Some(_), None) => Some(ErrorEvent::Before),
+            (_, at) => at,
+        };
+        let error = |head_sent, content_sent| {
+            framing.wire.stream_error(
+                framing.inband,
+                &self.name,
+                framing.route,
+                Progress {
+                    head_sent,
+                    content_sent,
+                },
+            )
+        };
         let mut out = Out::new(k.tps > 0.0);
-        if k.error_event == Some(ErrorEvent::Before) {
-            return out.end_with_error(session, &self.name).await;
+        if error_at == Some(ErrorEvent::Before) {
+            return out.end_with_error(session, &error(false, 0)).await;
         }
         for chunk in &script.head {
             if out.send(session, chunk).await.is_err() {
@@ -618,8 +731,8 @@ impl Emulator {
                     Err(Gone) => StreamEnd::Gone,
                 };
             }
-            if k.error_event == Some(ErrorEvent::After(sent)) {
-                return out.end_with_error(session, &self.name).await;
+            if error_at == Some(ErrorEvent::After(sent)) {
+                return out.end_with_error(session, &error(true, i)).await;
             }
             let Some(chunk) = script.content.get(i) else {
                 break;
@@ -645,6 +758,16 @@ impl Emulator {
             Err(Gone) => StreamEnd::Gone,
         }
     }
+}
+
+/// How a stream is framed: its format, route, 200 header, and the status of an in-band error
+/// it must end with (`inband_status`), if any.
+struct Framing<'a> {
+    wire: Wire,
+    route: &'a Route,
+    content_type: &'static str,
+    headers: Vec<(&'static str, String)>,
+    inband: Option<u16>,
 }
 
 /// Stream writer: paced streams write every event as it is due; unpaced ones coalesce events
@@ -685,11 +808,8 @@ impl Out {
             .map_err(|_| Gone)
     }
 
-    async fn end_with_error(&mut self, session: &mut ServerSession, name: &str) -> StreamEnd {
-        let event = openai::stream_error_event(&format!(
-            "The server is overloaded (emulated stream error from {name})."
-        ));
-        self.buf.extend_from_slice(&event);
+    async fn end_with_error(&mut self, session: &mut ServerSession, event: &[u8]) -> StreamEnd {
+        self.buf.extend_from_slice(event);
         match self.flush(session, true).await {
             Ok(()) => StreamEnd::Completed,
             Err(Gone) => StreamEnd::Gone,
@@ -768,17 +888,6 @@ async fn read_body(session: &mut ServerSession) -> Result<Bytes, BodyError> {
     Ok(first.unwrap_or_else(|| buf.freeze()))
 }
 
-fn unauthorized() -> ApiError {
-    ApiError {
-        status: 401,
-        message: "Incorrect API key provided.".to_string(),
-        kind: "invalid_request_error",
-        param: None,
-        code: Some("invalid_api_key".to_string()),
-        retry_after: None,
-    }
-}
-
 fn unix_now() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -813,6 +922,11 @@ mod tests {
             tls_cert: None,
             tls_key: None,
             api_key: None,
+            aws: Box::new(AwsArgs {
+                aws_region: "us-east-1".into(),
+                aws_access_key_id: "AKIDEXAMPLE".into(),
+                aws_secret_access_key: "secret".into(),
+            }),
             threads: 1,
             ttft_ms: 0,
             tps: 0.0,

@@ -1,13 +1,17 @@
 //! OpenAI Chat Completions wire format: request reading, `chat.completion` bodies,
-//! `chat.completion.chunk` SSE streams and the `{"error":{...}}` envelope.
+//! `chat.completion.chunk` SSE streams and the `{"error":{...}}` envelope. Azure OpenAI reuses
+//! all of it (see [`super::azure`]).
 //!
 //! Output is serialized from borrowed structs whose field order follows OpenAI's own responses,
 //! so byte-level diffs against recorded OpenAI traffic stay readable.
+//! Reference: <https://platform.openai.com/docs/api-reference/chat>.
 
 use bytes::Bytes;
+use pingora::http::RequestHeader;
 use serde::Serialize;
 use serde_json::Value;
 
+use super::format::{self, AuthConfig, ErrorReply, Parsed, Reply, Tokens, json_vec, sse};
 use super::reply::{self, Ask, Finish, Plan, ToolChoice};
 use super::{ApiError, StreamScript};
 
@@ -37,6 +41,14 @@ pub struct ChatRequest<'a> {
 }
 
 pub fn read_request(v: &Value) -> Result<ChatRequest<'_>, ApiError> {
+    read_request_with(v, None)
+}
+
+/// `path_model` is Azure's deployment: it names the model, so the body's `model` is optional.
+fn read_request_with<'a>(
+    v: &'a Value,
+    path_model: Option<&'a str>,
+) -> Result<ChatRequest<'a>, ApiError> {
     if !v.is_object() {
         return Err(ApiError::invalid(
             400,
@@ -44,8 +56,9 @@ pub fn read_request(v: &Value) -> Result<ChatRequest<'_>, ApiError> {
             None,
         ));
     }
-    let model = match v.get("model") {
-        Some(Value::String(m)) => m.as_str(),
+    let model = match (path_model, v.get("model")) {
+        (Some(m), _) => m,
+        (None, Some(Value::String(m))) => m.as_str(),
         _ => {
             return Err(ApiError::invalid(
                 400,
@@ -95,6 +108,45 @@ pub fn read_request(v: &Value) -> Result<ChatRequest<'_>, ApiError> {
             tool,
             tool_result,
         },
+    })
+}
+
+/// Requires `Authorization: Bearer KEY` when `--api-key` is set.
+pub fn authorize(cfg: &AuthConfig, req: &RequestHeader) -> Result<(), ApiError> {
+    match &cfg.api_key {
+        None => Ok(()),
+        Some(key) => {
+            let ok = format::header(req, "authorization")
+                .and_then(|v| v.strip_prefix("Bearer "))
+                .is_some_and(|v| v == key);
+            if ok { Ok(()) } else { Err(unauthorized()) }
+        }
+    }
+}
+
+pub fn unauthorized() -> ApiError {
+    ApiError {
+        status: 401,
+        message: "Incorrect API key provided.".to_string(),
+        kind: "invalid_request_error",
+        param: None,
+        code: Some("invalid_api_key".to_string()),
+        retry_after: None,
+        native: None,
+    }
+}
+
+/// OpenAI and Azure requests in neutral form (`path_model`: Azure's deployment).
+pub fn parse<'a>(v: &'a Value, path_model: Option<&'a str>) -> Result<Parsed<'a>, ApiError> {
+    let r = read_request_with(v, path_model)?;
+    Ok(Parsed {
+        model: r.model,
+        stream: r.stream,
+        include_usage: r.include_usage,
+        prompt_chars: r.prompt_chars,
+        ask: r.ask,
+        thinking: false,
+        stop: Vec::new(),
     })
 }
 
@@ -194,6 +246,15 @@ pub struct CompletionTokensDetails {
 }
 
 impl Usage {
+    /// OpenAI's meaning: `prompt_tokens` includes the cached ones, `completion_tokens` the
+    /// reasoning ones.
+    pub fn from_tokens(t: &Tokens) -> Self {
+        let mut u = Usage::new(t.prompt, t.output + t.reasoning);
+        u.prompt_tokens_details.cached_tokens = t.cached;
+        u.completion_tokens_details.reasoning_tokens = t.reasoning;
+        u
+    }
+
     pub fn new(prompt_tokens: u64, completion_tokens: u64) -> Self {
         Usage {
             prompt_tokens,
@@ -215,7 +276,7 @@ impl Usage {
 
 fn finish_reason(f: Finish) -> &'static str {
     match f {
-        Finish::Stop => "stop",
+        Finish::Stop | Finish::StopSequence => "stop",
         Finish::Length => "length",
         Finish::ToolCalls => "tool_calls",
     }
@@ -269,7 +330,7 @@ struct Function<'a> {
 pub fn completion_body(meta: &Meta<'_>, plan: &Plan, usage: &Usage, pad_to: Option<u64>) -> Bytes {
     let mut content = plan.content();
     if let (Some(c), Some(target)) = (content.as_mut(), pad_to) {
-        pad(c, target as usize);
+        format::pad(c, target as usize);
     }
     let tool_calls = match plan {
         Plan::ToolCall { name, arguments } => Some([ToolCall {
@@ -301,19 +362,6 @@ pub fn completion_body(meta: &Meta<'_>, plan: &Plan, usage: &Usage, pad_to: Opti
         system_fingerprint: SYSTEM_FINGERPRINT,
     };
     Bytes::from(json_vec(&body))
-}
-
-/// Filler keeps the content valid prose-like ASCII, so cutting it at an exact byte count never
-/// splits a character.
-fn pad(content: &mut String, target: usize) {
-    if content.len() >= target {
-        return;
-    }
-    content.reserve(target - content.len());
-    while content.len() < target {
-        content.push_str(" lorem");
-    }
-    content.truncate(target);
 }
 
 #[derive(Serialize)]
@@ -384,16 +432,19 @@ impl ChunkBuilder<'_> {
     }
 
     fn event(&self, choices: &[ChunkChoice<'_>], usage: Option<Option<&Usage>>) -> Bytes {
-        sse(&Chunk {
-            id: self.meta.id,
-            object: "chat.completion.chunk",
-            created: self.meta.created,
-            model: self.meta.model,
-            service_tier: "default",
-            system_fingerprint: SYSTEM_FINGERPRINT,
-            choices,
-            usage,
-        })
+        sse(
+            None,
+            &Chunk {
+                id: self.meta.id,
+                object: "chat.completion.chunk",
+                created: self.meta.created,
+                model: self.meta.model,
+                service_tier: "default",
+                system_fingerprint: SYSTEM_FINGERPRINT,
+                choices,
+                usage,
+            },
+        )
     }
 }
 
@@ -485,6 +536,71 @@ pub fn stream_script(
     script
 }
 
+/// IDs of one reply, derived from its sequence number.
+fn ids(n: u64) -> (String, String) {
+    (format!("chatcmpl-emu-{n}"), format!("call_emu{n}"))
+}
+
+pub fn reply_body(r: &Reply<'_>) -> Bytes {
+    let (id, call_id) = ids(r.n);
+    let meta = Meta {
+        id: &id,
+        call_id: &call_id,
+        created: r.created,
+        model: r.model,
+    };
+    completion_body(&meta, r.plan, &Usage::from_tokens(&r.tokens), r.pad_to)
+}
+
+pub fn reply_stream(r: &Reply<'_>) -> StreamScript {
+    let (id, call_id) = ids(r.n);
+    let meta = Meta {
+        id: &id,
+        call_id: &call_id,
+        created: r.created,
+        model: r.model,
+    };
+    stream_script(
+        &meta,
+        r.plan,
+        &Usage::from_tokens(&r.tokens),
+        r.include_usage,
+    )
+}
+
+pub fn error_reply(e: &ApiError) -> ErrorReply {
+    ErrorReply {
+        status: e.status,
+        content_type: "application/json",
+        headers: Vec::new(),
+        body: error_body(e),
+    }
+}
+
+/// `None`: the overloaded event `error_event` has always sent; `Some(status)`: that status's
+/// error (`inband_status`), in the same envelope.
+pub fn stream_error(status: Option<u16>, name: &str) -> Bytes {
+    match status {
+        None => stream_error_event(&format!(
+            "The server is overloaded (emulated stream error from {name})."
+        )),
+        Some(s) => {
+            let e = ApiError::for_status(s, name, None);
+            sse(
+                None,
+                &ErrorEnvelope {
+                    error: ErrorBody {
+                        message: &e.message,
+                        kind: e.kind,
+                        param: None,
+                        code: e.code.as_deref(),
+                    },
+                },
+            )
+        }
+    }
+}
+
 #[derive(Serialize)]
 struct ErrorEnvelope<'a> {
     error: ErrorBody<'a>,
@@ -504,7 +620,7 @@ pub fn error_body(e: &ApiError) -> Bytes {
         error: ErrorBody {
             message: &e.message,
             kind: e.kind,
-            param: e.param.as_deref(),
+            param: e.param,
             code: e.code.as_deref(),
         },
     }))
@@ -512,14 +628,17 @@ pub fn error_body(e: &ApiError) -> Bytes {
 
 /// The in-band error OpenAI sends when a stream fails after its 200 header.
 pub fn stream_error_event(message: &str) -> Bytes {
-    sse(&ErrorEnvelope {
-        error: ErrorBody {
-            message,
-            kind: "server_error",
-            param: None,
-            code: Some("overloaded"),
+    sse(
+        None,
+        &ErrorEnvelope {
+            error: ErrorBody {
+                message,
+                kind: "server_error",
+                param: None,
+                code: Some("overloaded"),
+            },
         },
-    })
+    )
 }
 
 #[derive(Serialize)]
@@ -550,23 +669,6 @@ pub fn models_body(created: u64, owner: &str) -> Bytes {
         object: "list",
         data,
     }))
-}
-
-fn sse<T: Serialize>(v: &T) -> Bytes {
-    let mut out = Vec::with_capacity(256);
-    out.extend_from_slice(b"data: ");
-    out.extend_from_slice(&json_vec(v));
-    out.extend_from_slice(b"\n\n");
-    Bytes::from(out)
-}
-
-/// Our response structs hold only strings, numbers and options, which serde_json always
-/// serializes; the fallback exists so a future non-string map key degrades instead of panicking.
-fn json_vec<T: Serialize>(v: &T) -> Vec<u8> {
-    serde_json::to_vec(v).unwrap_or_else(|e| {
-        log::error!("emulator: serializing a response failed: {e}");
-        b"{}".to_vec()
-    })
 }
 
 #[cfg(test)]
@@ -648,9 +750,9 @@ mod tests {
         let e = read_request(&json!([1])).unwrap_err();
         assert_eq!(e.status, 400);
         let e = read_request(&json!({"messages": []})).unwrap_err();
-        assert_eq!(e.param.as_deref(), Some("model"));
+        assert_eq!(e.param, Some("model"));
         let e = read_request(&json!({"model": "m"})).unwrap_err();
-        assert_eq!(e.param.as_deref(), Some("messages"));
+        assert_eq!(e.param, Some("messages"));
     }
 
     fn tools_request(choice: Value, last_role: &str) -> Value {

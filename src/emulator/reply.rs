@@ -1,6 +1,6 @@
 //! What the emulated model "says", independent of any provider's wire format.
 //!
-//! Each wire format (OpenAI today; Anthropic, Gemini, Bedrock later) extracts an [`Ask`] from its
+//! Each wire format (OpenAI, Azure, Anthropic, Gemini, Bedrock) extracts an [`Ask`] from its
 //! own request shape and renders the resulting [`Plan`] in its own framing, so every format
 //! produces the same words and the same tool arguments for the same conversation.
 
@@ -29,6 +29,8 @@ pub enum Finish {
     Stop,
     Length,
     ToolCalls,
+    /// The text was cut before one of the request's stop sequences.
+    StopSequence,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -99,6 +101,44 @@ pub fn plan(ask: &Ask<'_>, name: &str, tokens: u64) -> Plan {
         }
     }
     Plan::Text { pieces, finish }
+}
+
+/// Cut a text plan just before the first occurrence of any stop sequence, as providers do (the
+/// sequence itself is not part of the reply), and say which sequence matched.
+pub fn apply_stop(plan: &mut Plan, stops: &[&str]) -> Option<String> {
+    let Plan::Text { pieces, finish } = plan else {
+        return None;
+    };
+    let content = pieces.concat();
+    let (cut, matched) = stops
+        .iter()
+        .filter(|s| !s.is_empty())
+        .filter_map(|s| content.find(s).map(|at| (at, *s)))
+        .min_by_key(|(at, _)| *at)?;
+    let mut kept = Vec::with_capacity(pieces.len());
+    let mut start = 0;
+    for piece in pieces.drain(..) {
+        if start >= cut {
+            break;
+        }
+        let end = start + piece.len();
+        if end <= cut {
+            kept.push(piece);
+        } else {
+            // `cut` is where a match begins, hence a char boundary of the content.
+            kept.push(piece[..cut - start].to_string());
+        }
+        start = end;
+    }
+    *pieces = kept;
+    *finish = Finish::StopSequence;
+    Some(matched.to_string())
+}
+
+/// What the model "thinks" when a request enables reasoning (Anthropic `thinking`, Gemini
+/// `includeThoughts`, Bedrock reasoning fields): one token per piece, like the reply.
+pub fn thinking_pieces() -> Vec<String> {
+    split_pieces("The user wants a reply. A short greeting will do.")
 }
 
 /// `Hello from {name}: word1 word2 ...`, exactly `tokens` whitespace-separated tokens.
@@ -355,6 +395,38 @@ mod tests {
                 assert_eq!(f.len(), 2);
             }
         }
+    }
+
+    #[test]
+    fn stop_sequences_cut_before_the_match() {
+        let mut p = plan(&text_ask(), "e", 6);
+        assert_eq!(apply_stop(&mut p, &["nothing"]), None);
+        assert_eq!(p.finish(), Finish::Stop);
+        assert_eq!(
+            apply_stop(&mut p, &["", "d2", "rd1"]),
+            Some("rd1".to_string())
+        );
+        assert_eq!(p.content().unwrap(), "Hello from e: wo");
+        assert_eq!(p.finish(), Finish::StopSequence);
+        assert_eq!(p.completion_tokens(), 4);
+
+        let mut p = plan(&text_ask(), "e", 6);
+        assert_eq!(apply_stop(&mut p, &["Hello"]), Some("Hello".to_string()));
+        assert_eq!(p.content().unwrap(), "");
+        assert_eq!(p.completion_tokens(), 0);
+
+        let mut p = Plan::ToolCall {
+            name: "t".into(),
+            arguments: "{}".into(),
+        };
+        assert_eq!(apply_stop(&mut p, &["{"]), None);
+    }
+
+    #[test]
+    fn thinking_is_split_into_tokens() {
+        let t = thinking_pieces();
+        assert!(t.len() > 3);
+        assert_eq!(t.concat().split_whitespace().count(), t.len());
     }
 
     #[test]

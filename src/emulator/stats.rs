@@ -28,6 +28,9 @@ struct Inner {
     last_stream_include_usage: Option<bool>,
     /// Raw bytes, parsed only when stats are read: cheaper than cloning a `Value` per request.
     last_request: Option<Bytes>,
+    last_path: Option<String>,
+    /// Header names only: values may hold credentials.
+    last_headers_seen: Vec<String>,
     /// Requests seen per exact model string, for `fail_first`.
     fail_counts: HashMap<String, u64>,
 }
@@ -39,8 +42,16 @@ impl Stats {
         self.inner.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Every chat request, before it is validated.
-    pub fn record_request(&self, body: &Bytes, http2: bool, authorization_ok: bool) {
+    /// Every chat request of any format, before it is validated. `authorization_ok`: it passed
+    /// its format's credential checks (and, for Anthropic and Azure, named an API version).
+    pub fn record_request(
+        &self,
+        body: &Bytes,
+        http2: bool,
+        authorization_ok: bool,
+        path: &str,
+        header_names: Vec<String>,
+    ) {
         let len = body.len() as u64;
         self.requests.fetch_add(1, Relaxed);
         self.last_body_bytes.store(len, Relaxed);
@@ -50,6 +61,8 @@ impl Stats {
         inner.last_authorization_ok = Some(authorization_ok);
         inner.last_stream_include_usage = None;
         inner.last_request = Some(body.clone());
+        inner.last_path = Some(path.to_string());
+        inner.last_headers_seen = header_names;
     }
 
     /// A chat request that parsed far enough to know its model.
@@ -104,7 +117,7 @@ impl Stats {
     }
 
     pub fn snapshot(&self, name: &str) -> Value {
-        let (by_model, http2, auth, usage, last) = {
+        let (by_model, http2, auth, usage, last, path, headers) = {
             let inner = self.inner();
             (
                 inner.by_model.clone(),
@@ -112,6 +125,8 @@ impl Stats {
                 inner.last_authorization_ok,
                 inner.last_stream_include_usage,
                 inner.last_request.clone(),
+                inner.last_path.clone(),
+                inner.last_headers_seen.clone(),
             )
         };
         let last_request = last
@@ -127,6 +142,8 @@ impl Stats {
             "last_authorization_ok": auth,
             "last_stream_include_usage": usage,
             "last_request": last_request,
+            "last_path": path,
+            "last_headers_seen": headers,
             "disconnects": self.disconnects.load(Relaxed),
             "completed": self.completed.load(Relaxed),
         })
@@ -145,9 +162,21 @@ mod tests {
         assert_eq!(v["last_http_version"], Value::Null);
         assert_eq!(v["last_request"], Value::Null);
 
-        s.record_request(&Bytes::from_static(br#"{"model":"m"}"#), true, false);
+        s.record_request(
+            &Bytes::from_static(br#"{"model":"m"}"#),
+            true,
+            false,
+            "/v1/chat/completions",
+            vec!["authorization".into()],
+        );
         s.record_chat("m", Some(true));
-        s.record_request(&Bytes::from_static(b"{}"), false, true);
+        s.record_request(
+            &Bytes::from_static(b"{}"),
+            false,
+            true,
+            "/v1/messages",
+            vec!["anthropic-version".into(), "x-api-key".into()],
+        );
         s.record_chat("m", None);
         s.completed();
         s.disconnected();
@@ -160,6 +189,11 @@ mod tests {
         assert_eq!(v["last_authorization_ok"], true);
         assert_eq!(v["last_stream_include_usage"], Value::Null);
         assert_eq!(v["last_request"], json!({}));
+        assert_eq!(v["last_path"], "/v1/messages");
+        assert_eq!(
+            v["last_headers_seen"],
+            json!(["anthropic-version", "x-api-key"])
+        );
         assert_eq!(
             (v["completed"].as_u64(), v["disconnects"].as_u64()),
             (Some(1), Some(1))
@@ -173,12 +207,20 @@ mod tests {
         let v = s.snapshot("e");
         assert_eq!(v["requests"], 0);
         assert_eq!(v["by_model"], json!({}));
+        assert_eq!(v["last_path"], Value::Null);
+        assert_eq!(v["last_headers_seen"], json!([]));
     }
 
     #[test]
     fn invalid_last_body_shows_null() {
         let s = Stats::default();
-        s.record_request(&Bytes::from_static(b"{not json"), false, true);
+        s.record_request(
+            &Bytes::from_static(b"{not json"),
+            false,
+            true,
+            "/",
+            Vec::new(),
+        );
         assert_eq!(s.snapshot("e")["last_request"], Value::Null);
     }
 }

@@ -66,8 +66,7 @@ impl ProviderKind {
         }
     }
 
-    pub const NAMES: &'static str =
-        "openai, groq, mistral, deepseek, xai, together, fireworks, vllm, ollama";
+    pub const NAMES: &'static str = "openai, groq, mistral, deepseek, xai, together, fireworks, vllm, ollama, anthropic, bedrock, azure, gemini";
 
     pub fn parse(s: &str) -> Option<Self> {
         Some(match s {
@@ -80,6 +79,10 @@ impl ProviderKind {
             "fireworks" => ProviderKind::Fireworks,
             "vllm" => ProviderKind::Vllm,
             "ollama" => ProviderKind::Ollama,
+            "anthropic" => ProviderKind::Anthropic,
+            "bedrock" => ProviderKind::Bedrock,
+            "azure" => ProviderKind::Azure,
+            "gemini" => ProviderKind::Gemini,
             _ => return None,
         })
     }
@@ -153,6 +156,9 @@ pub fn classify_status(status: u16, _ep: &Endpoint) -> Option<FallbackReason> {
         408 => Some(FallbackReason::Timeout),
         429 => Some(FallbackReason::RateLimited),
         529 => Some(FallbackReason::Overloaded),
+        // Bedrock's ModelErrorException / ModelStreamErrorException: the model failed while
+        // processing the request; another endpoint may not.
+        424 if _ep.provider.kind == ProviderKind::Bedrock => Some(FallbackReason::ServerError),
         500..=599 => Some(FallbackReason::ServerError),
         // 401/403/404 and the rest: this endpoint is misconfigured or gone; another may work.
         _ => Some(FallbackReason::InvalidResponse),

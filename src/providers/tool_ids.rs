@@ -6,7 +6,9 @@
 //! - Bedrock accepts `[a-zA-Z0-9_-]{1,64}`: IDs are kept when they fit, hashed when not.
 //! - Mistral demands exactly 9 alphanumerics: a hash of the ID, base62.
 //! - Gemini has no IDs on older models: the decoder synthesizes `call_` + a hash of the
-//!   response id, the call's position and its name.
+//!   response id, the call's position and its name. Its IDs may carry a thought signature
+//!   (`gemini.rs`) and run to kilobytes.
+//! - OpenAI refuses IDs over 40 characters: `to_openai` hashes longer ones.
 
 use sha2::{Digest, Sha256};
 
@@ -86,6 +88,17 @@ pub fn synthesize(response_id: &str, position: usize, name: &str) -> String {
     )
 }
 
+/// Client ID → an ID OpenAI accepts: its Chat Completions API refuses tool-call IDs longer than
+/// 40 characters (`string_above_max_length`), and Gemini IDs carry a thought signature
+/// (`gemini.rs`), so longer IDs are hashed.
+pub fn to_openai(id: &str) -> std::borrow::Cow<'_, str> {
+    if id.len() <= 40 {
+        std::borrow::Cow::Borrowed(id)
+    } else {
+        std::borrow::Cow::Owned(format!("call_{}", hash62(id, 24)))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -106,5 +119,9 @@ mod tests {
         assert_eq!(to_bedrock("tooluse_abc"), "tooluse_abc");
         assert!(to_bedrock(&"x".repeat(100)).len() <= 64);
         assert_ne!(synthesize("r", 0, "f"), synthesize("r", 1, "f"));
+        assert_eq!(to_openai("call_abc"), "call_abc");
+        let long = format!("call_x.gts.{}", "A".repeat(400));
+        assert_eq!(to_openai(&long).len(), 29);
+        assert_eq!(to_openai(&long), to_openai(&long));
     }
 }

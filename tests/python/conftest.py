@@ -109,3 +109,53 @@ keys:
     finally:
         for p in reversed(procs):
             stop(p)
+
+
+@pytest.fixture(scope="session")
+def multi_gateway():
+    """One emulator speaking every wire format, and the gateway with one endpoint per provider kind."""
+    bin_ = binary()
+    procs = []
+    try:
+        port = free_port()
+        procs.append(subprocess.Popen(
+            [bin_, "emulate", "--listen", f"127.0.0.1:{port}", "--api-key", "sk-up", "--name", "multi"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+        wait_port(port, "emulator")
+        gw_port = free_port()
+        tmp = tempfile.mkdtemp(prefix="signalbox-py-multi-")
+        cfg = os.path.join(tmp, "signalbox.yaml")
+        with open(cfg, "w") as f:
+            f.write(f"""
+server:
+  threads: 2
+  grace_period_seconds: 1
+  graceful_shutdown_timeout_seconds: 2
+  pid_file: {tmp}/pid
+  upgrade_sock: {tmp}/upgrade.sock
+gateway:
+  listen: ["127.0.0.1:{gw_port}"]
+logging:
+  access_log: off
+  level: warn
+providers:
+  oai: {{kind: openai, base_url: "http://127.0.0.1:{port}/v1", api_key: sk-up, models: {{m: {{upstream_model: gpt-4o-mini}}}}}}
+  ant: {{kind: anthropic, base_url: "http://127.0.0.1:{port}/v1", api_key: sk-up, models: {{m: {{upstream_model: claude-sonnet-4-6}}}}}}
+  gem: {{kind: gemini, base_url: "http://127.0.0.1:{port}/v1beta", api_key: sk-up, models: {{m: {{upstream_model: gemini-2.5-flash}}}}}}
+  bed:
+    kind: bedrock
+    base_url: "http://127.0.0.1:{port}"
+    aws: {{region: us-east-1, access_key_id: AKIDEXAMPLE, secret_access_key: wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY}}
+    models: {{m: {{upstream_model: anthropic.claude-sonnet-4-6}}}}
+  az: {{kind: azure, base_url: "http://127.0.0.1:{port}/openai", api_key: sk-up, models: {{m: {{upstream_model: gpt-4o-mini}}}}}}
+keys:
+  python:
+    sha256: "{hashlib.sha256(KEY.encode()).hexdigest()}"
+""")
+        gw = subprocess.Popen([bin_, "run", "-c", cfg], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        procs.append(gw)
+        wait_port(gw_port, "gateway")
+        yield {"base_url": f"http://127.0.0.1:{gw_port}/v1", "api_key": KEY}
+    finally:
+        for p in reversed(procs):
+            stop(p)

@@ -131,3 +131,36 @@ def test_access_log_holds_no_prompt(gateway, client):
     assert "SECRET-PROMPT-42" not in log
     lines = [json.loads(l) for l in log.splitlines()]
     assert any(l["endpoint"] == "emu-b/gpt-4o-mini" and l["status"] == 200 for l in lines)
+
+
+PROVIDERS = ["oai", "ant", "gem", "bed", "az"]
+
+
+def _accumulate(stream):
+    """The OpenAI SDK's own stream accumulator (ChatCompletionStreamState) over a raw stream."""
+    from openai.lib.streaming.chat import ChatCompletionStreamState
+
+    state = ChatCompletionStreamState()
+    for chunk in stream:
+        state.handle_chunk(chunk)
+    return state.get_final_completion()
+
+
+@pytest.mark.parametrize("provider", PROVIDERS)
+def test_stream_accumulator_gives_identical_tool_calls_whichever_provider(multi_gateway, provider):
+    client = openai.OpenAI(base_url=multi_gateway["base_url"], api_key=multi_gateway["api_key"], max_retries=0)
+    stream = client.chat.completions.create(
+        model=f"{provider}/m", stream=True, tools=[WEATHER],
+        messages=[{"role": "user", "content": "Weather in Paris?"}])
+    final = _accumulate(stream)
+    msg = final.choices[0].message
+    assert final.choices[0].finish_reason == "tool_calls"
+    assert len(msg.tool_calls) == 1
+    call = msg.tool_calls[0]
+    assert call.id and call.type == "function"
+    assert call.function.name == "get_weather"
+    assert json.loads(call.function.arguments) == {"city": "Paris"}
+    # Non-streaming gives the same call.
+    r = client.chat.completions.create(
+        model=f"{provider}/m", tools=[WEATHER], messages=[{"role": "user", "content": "Weather in Paris?"}])
+    assert json.loads(r.choices[0].message.tool_calls[0].function.arguments) == {"city": "Paris"}
