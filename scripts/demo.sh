@@ -25,6 +25,10 @@ Signalbox demo is up. Try:
        -H 'Content-Type: application/json' \
        -d '{"model":"demo-fallback","messages":[{"role":"user","content":"hi"}]}' -D - 
   (the first deployment answers 429; see X-Signalbox-Attempts)
+  curl -s http://127.0.0.1:8080/v1/chat/completions -H 'Authorization: Bearer sk-signalbox-demo' \
+       -H 'Content-Type: application/json' -H 'X-Signalbox-Task: code' \
+       -d '{"model":"signalbox/auto","messages":[{"role":"user","content":"fix my bug"}]}' -D -
+  (routed to the emulated Anthropic endpoint, translated back to OpenAI's format)
   curl -s http://127.0.0.1:9090/metrics | grep ^llm_
 Ctrl-C to stop.
 MSG
