@@ -46,6 +46,8 @@ pub struct RequestCtx {
     pub task: Option<usize>,
     /// Hedged dispatch was asked for and allowed.
     pub hedge: bool,
+    /// The first codec refusal of the request (see `FallbackReason::InvalidRequest`).
+    pub rejection: Option<GatewayError>,
 }
 
 impl RequestCtx {
@@ -71,6 +73,7 @@ impl RequestCtx {
             client_gone: false,
             task: None,
             hedge: false,
+            rejection: None,
         }
     }
 

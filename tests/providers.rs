@@ -347,3 +347,37 @@ fn provider_faults_fall_over_across_formats() {
         );
     }
 }
+
+#[test]
+fn a_request_no_codec_can_express_is_a_400_naming_the_field() {
+    let emu = emulator(&[]);
+    let gw = start_gateway(&catalog(&emu), "  {}");
+    // Tool-call arguments that are not JSON cannot become Anthropic's `tool_use.input`.
+    let body = json!({"model": "ant/m", "messages": [
+        {"role":"user","content":"hi"},
+        {"role":"assistant","content":null,"tool_calls":[{"id":"call_1","type":"function","function":{"name":"f","arguments":"not json"}}]},
+        {"role":"tool","tool_call_id":"call_1","content":"ok"}]});
+    let r = ask(&gw, body.clone());
+    assert_eq!(r.status, 400, "{}", r.text());
+    let v = r.json();
+    assert!(
+        v["error"]["param"]
+            .as_str()
+            .unwrap_or("")
+            .starts_with("messages[1]"),
+        "{v}"
+    );
+    assert_eq!(
+        r.header("x-signalbox-attempts"),
+        Some("ant/m:invalid_request")
+    );
+    // With an OpenAI fallback, the OpenAI endpoint takes it as written.
+    let mut body = body;
+    body["models"] = json!(["oai/m"]);
+    let r = ask(&gw, body);
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(
+        r.header("x-signalbox-attempts"),
+        Some("ant/m:invalid_request,oai/m:ok")
+    );
+}

@@ -140,6 +140,15 @@ impl Engine {
                 ),
             ));
         }
+        // When no endpoint could even express the request, the client hears why (a 400 naming
+        // the field), not a 502.
+        let all_rejected = ctx
+            .attempts
+            .iter()
+            .all(|a| a.failure == Some(FallbackReason::InvalidRequest));
+        if all_rejected && let Some(e) = ctx.rejection.take() {
+            return Err(e);
+        }
         Err(GatewayError::new(
             ErrorKind::UpstreamError,
             format!(
@@ -167,8 +176,12 @@ impl Engine {
                     FallbackReason::RateLimited => Outcome::RateLimited,
                     _ => Outcome::Failed,
                 };
-                // The caller's own budget running out says nothing about the endpoint.
-                if e.reason != FallbackReason::MaxLatencyExceeded {
+                // The caller's own budget running out, or a request this codec cannot express,
+                // says nothing about the endpoint's health.
+                if !matches!(
+                    e.reason,
+                    FallbackReason::MaxLatencyExceeded | FallbackReason::InvalidRequest
+                ) {
                     stats.record(Instant::now(), outcome, None, None);
                     stats.breaker.on_failure(Instant::now(), e.retry_after);
                 }
@@ -186,6 +199,9 @@ impl Engine {
                     endpoint: ep.clone(),
                     failure: Some(e.reason),
                 });
+                if ctx.rejection.is_none() {
+                    ctx.rejection = e.rejection;
+                }
                 None
             }
             Ok(won) => {
@@ -319,8 +335,11 @@ impl Engine {
         opts: DispatchOptions,
     ) -> Result<Won, StepError> {
         let p = &ep.provider;
-        let (header, body) = providers::encode(req, ep)
-            .map_err(|e| StepError::new(FallbackReason::InvalidResponse, e.message))?;
+        let (header, body) = providers::encode(req, ep).map_err(|e| {
+            let mut s = StepError::new(FallbackReason::InvalidRequest, e.message.clone());
+            s.rejection = Some(e);
+            s
+        })?;
         let peer = upstream::peer(self, p).await?;
         let now = Instant::now();
         let connect_by = deadline.min(now + p.connect_timeout);

@@ -27,6 +27,9 @@ pub enum FallbackReason {
     CircuitOpen,
     StreamError,
     InvalidResponse,
+    /// This provider's codec cannot express the request (e.g. an image URL Bedrock cannot
+    /// fetch): not the endpoint's fault, but another provider may take it.
+    InvalidRequest,
 }
 
 impl FallbackReason {
@@ -42,6 +45,7 @@ impl FallbackReason {
             FallbackReason::CircuitOpen => "circuit_open",
             FallbackReason::StreamError => "stream_error",
             FallbackReason::InvalidResponse => "invalid_response",
+            FallbackReason::InvalidRequest => "invalid_request",
         }
     }
 }

@@ -20,6 +20,9 @@ pub struct StepError {
     pub detail: String,
     /// The provider's `Retry-After`, when it sent one.
     pub retry_after: Option<Duration>,
+    /// The codec refused the request: the client's error, kept to answer with when no endpoint
+    /// could take the request.
+    pub rejection: Option<crate::error::GatewayError>,
 }
 
 impl StepError {
@@ -28,6 +31,7 @@ impl StepError {
             reason,
             detail: detail.into(),
             retry_after: None,
+            rejection: None,
         }
     }
 }
