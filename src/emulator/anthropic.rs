@@ -686,7 +686,7 @@ struct Usage {
 
 fn usage(r: &Reply<'_>, output_tokens: u64) -> Usage {
     Usage {
-        input_tokens: r.tokens.prompt - r.tokens.cached,
+        input_tokens: r.tokens.prompt.saturating_sub(r.tokens.cached),
         cache_creation_input_tokens: 0,
         cache_read_input_tokens: r.tokens.cached,
         output_tokens,

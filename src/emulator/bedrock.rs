@@ -680,7 +680,7 @@ fn stop_reason(f: Finish) -> &'static str {
 
 fn usage(r: &Reply<'_>) -> Value {
     let t = &r.tokens;
-    let input = t.prompt - t.cached;
+    let input = t.prompt.saturating_sub(t.cached);
     let output = t.output + t.reasoning;
     let mut u = json!({
         "inputTokens": input,

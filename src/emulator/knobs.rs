@@ -22,6 +22,7 @@
 //! | `body_bytes=N` | non-streams: pad the text content to N bytes |
 //! | `inband_status=1` | streams: a failing `status` (or `fail_first`) answers 200 and then that status's in-band error event (Bedrock throttles this way); `error_event` places it, default `before` |
 //! | `cached_tokens=N` | the prompt counts N more tokens, all read from the provider's prompt cache |
+//! | `tail_pct=P&tail_ms=N` | a heavy tail: P % of requests (pseudo-random, deterministic per process) wait N ms more before the header |
 //!
 //! Unknown knobs and unparsable values are 400 errors naming the knob. Stream knobs whose N
 //! exceeds the number of content chunks never fire.
@@ -82,9 +83,30 @@ pub struct Knobs {
     pub body_bytes: Option<u64>,
     pub inband_status: bool,
     pub cached_tokens: u64,
+    pub tail_pct: f64,
+    pub tail_ms: u64,
 }
 
 impl Knobs {
+    /// Applies the heavy-tail knobs: this request is in the tail with probability `tail_pct`.
+    pub fn roll_tail(&mut self) {
+        use std::sync::atomic::{AtomicU64, Ordering};
+        static N: AtomicU64 = AtomicU64::new(0);
+        if self.tail_pct <= 0.0 || self.tail_ms == 0 {
+            return;
+        }
+        // splitmix64 over a counter: uniform, cheap and reproducible from a fresh process.
+        let mut z = N
+            .fetch_add(1, Ordering::Relaxed)
+            .wrapping_add(0x9e37_79b9_7f4a_7c15);
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^= z >> 31;
+        if ((z % 10_000) as f64) < self.tail_pct * 100.0 {
+            self.latency_ms = self.latency_ms.saturating_add(self.tail_ms);
+        }
+    }
+
     pub fn from_defaults(d: &Defaults) -> Self {
         Knobs {
             status: None,
@@ -100,6 +122,8 @@ impl Knobs {
             body_bytes: None,
             inband_status: false,
             cached_tokens: 0,
+            tail_pct: 0.0,
+            tail_ms: 0,
         }
     }
 
@@ -172,6 +196,14 @@ pub fn parse_knobs(query: Option<&str>, defaults: &Defaults) -> Result<Knobs, Kn
             "body_bytes" => k.body_bytes = Some(int(name, value, MAX_BODY_PAD)?),
             "inband_status" => k.inband_status = int(name, value, 1)? == 1,
             "cached_tokens" => k.cached_tokens = int(name, value, MAX_CACHED_TOKENS)?,
+            "tail_pct" => {
+                k.tail_pct = value
+                    .parse::<f64>()
+                    .ok()
+                    .filter(|p| (0.0..=100.0).contains(p))
+                    .ok_or_else(|| err(name, value, "expected a percentage within 0..100"))?
+            }
+            "tail_ms" => k.tail_ms = int(name, value, MAX_DELAY_MS)?,
             _ => {
                 return Err(KnobError {
                     knob: name.to_string(),

@@ -469,7 +469,7 @@ impl Emulator {
             Err(e) => return self.respond_error(session, wire, &e, true).await,
         };
         let (base, query) = knobs::split_model(req.model);
-        let knobs = match knobs::parse_knobs(query, &self.defaults) {
+        let mut knobs = match knobs::parse_knobs(query, &self.defaults) {
             Ok(k) => k,
             Err(ke) => {
                 let mut e = ApiError::invalid(400, &ke.to_string(), Some("model"));
@@ -478,6 +478,7 @@ impl Emulator {
             }
         };
         self.stats.record_chat(base, req.include_usage);
+        knobs.roll_tail();
 
         let failing = match knobs.fail_first {
             Some(n) => self.stats.fail_slot(req.model, n) && knobs.failure_status() != 200,
