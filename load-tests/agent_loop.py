@@ -73,7 +73,7 @@ routing:
   chains: {{reasoning: {chain}, code: {chain}, creative: {chain}, rewrite: {chain}, chat: {chain},
            extraction: {chain}, summarize: {chain}, translation: {chain}, tool_use: {chain}, multimodal: {chain}}}
 keys:
-  loop: {{sha256: "{hashlib.sha256(KEY.encode()).hexdigest()}", hedge: true}}
+  loop: {{sha256: "{hashlib.sha256(KEY.encode()).hexdigest()}", hedge: true, rpm: 1000000}}
 """
     path = os.path.join(tmp, "gw.yaml")
     with open(path, "w") as f:

@@ -48,6 +48,8 @@ pub struct RequestCtx {
     pub hedge: bool,
     /// The first codec refusal of the request (see `FallbackReason::InvalidRequest`).
     pub rejection: Option<GatewayError>,
+    /// The key's rate-limit state after this request, for the `X-RateLimit-*` headers.
+    pub rate: Option<crate::ingress::limits::RateState>,
 }
 
 impl RequestCtx {
@@ -74,6 +76,7 @@ impl RequestCtx {
             task: None,
             hedge: false,
             rejection: None,
+            rate: None,
         }
     }
 
@@ -107,6 +110,11 @@ impl RequestCtx {
         };
         let n = &cfg.headers;
         let _ = h.insert_header(n.request_id.clone(), self.request_id.as_str());
+        if let Some(r) = &self.rate {
+            let _ = h.insert_header("x-ratelimit-limit", r.limit);
+            let _ = h.insert_header("x-ratelimit-remaining", r.remaining);
+            let _ = h.insert_header("x-ratelimit-reset", r.reset_secs);
+        }
         if !self.is_chat {
             return;
         }

@@ -9,6 +9,7 @@ use async_trait::async_trait;
 use pingora::prelude::*;
 use pingora::proxy::{ProxyHttp, Session};
 
+use crate::classify::Classifier;
 use crate::config::ConfigStore;
 use crate::ctx::RequestCtx;
 use crate::engine::Engine;
@@ -20,14 +21,18 @@ use crate::telemetry;
 pub struct Gateway {
     pub store: Arc<ConfigStore>,
     pub engine: Arc<Engine>,
+    pub classifier: Arc<Classifier>,
+    pub limits: crate::ingress::limits::RateLimits,
     ids: RequestIds,
 }
 
 impl Gateway {
-    pub fn new(store: Arc<ConfigStore>, engine: Arc<Engine>) -> Self {
+    pub fn new(store: Arc<ConfigStore>, engine: Arc<Engine>, classifier: Arc<Classifier>) -> Self {
         Gateway {
             store,
             engine,
+            classifier,
+            limits: Default::default(),
             ids: RequestIds::new(),
         }
     }
@@ -39,6 +44,13 @@ impl Gateway {
         ctx.is_chat = true;
         let key = auth::authenticate(&cfg, session.req_header())?;
         ctx.key = Some(key.clone());
+        match self.limits.check(&key) {
+            Ok(state) => ctx.rate = state,
+            Err((e, state)) => {
+                ctx.rate = Some(state);
+                return Err(e);
+            }
+        }
         check_content_type(session.req_header())?;
         let (opts, hints) = parse::options(&cfg, session.req_header())?;
         let body = parse::read_body(session, cfg.gateway.max_body_bytes).await?;
@@ -46,11 +58,23 @@ impl Gateway {
         drop(body);
         ctx.stream = req.stream;
         ctx.logical_model = Some(req.model.clone());
+        // Only auto-routed calls whose task the request does not already say need the classifier.
+        let classified = if cfg.routing.is_some()
+            && plan::is_alias(&req.model)
+            && key.may_use(&req.model)
+            && plan::task_before_classifier(&req, &hints).is_none()
+        {
+            self.classifier
+                .classify(&req.messages, &cfg.classifier)
+                .await
+        } else {
+            None
+        };
         let input = plan::PlanInput {
             key: &key,
             hints: &hints,
             stats: &self.engine.stats,
-            classified: None,
+            classified,
             now: tokio::time::Instant::now(),
         };
         let plan = plan::plan(&cfg, &req, &input)?;
@@ -115,7 +139,13 @@ impl ProxyHttp for Gateway {
                 Ok(())
             }
             ("GET", "/readyz") => {
-                answers::json(session, ctx, 200, answers::ready(&cfg)).await;
+                answers::json(
+                    session,
+                    ctx,
+                    200,
+                    answers::ready(&cfg, &self.classifier.status(&cfg.classifier)),
+                )
+                .await;
                 Ok(())
             }
             (_, "/v1/chat/completions" | "/v1/models" | "/healthz" | "/readyz") => {

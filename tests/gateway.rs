@@ -693,3 +693,38 @@ fn client_hangup_cancels_the_provider_call() {
         "a 499 access-log line",
     );
 }
+
+#[test]
+fn rate_limits_answer_with_headers_and_retry_after() {
+    let a = emulator(&[]);
+    let gw = start_gateway(
+        &provider(
+            "emu-a",
+            &format!("http://127.0.0.1:{}/v1", a.port),
+            &[("small", "gpt-4o-mini")],
+            "",
+        ),
+        "  small:\n    deployments: [emu-a/small]",
+    );
+    // `limited` has 6 rpm: a burst of one, then one every 10 s.
+    let send = || {
+        Req::post(gw.proc.port, "/v1/chat/completions", chat("small", false))
+            .header("Authorization", "Bearer sk-limited")
+            .send()
+    };
+    let r = send();
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.header("x-ratelimit-limit"), Some("6"));
+    assert_eq!(r.header("x-ratelimit-remaining"), Some("0"));
+    assert_eq!(r.header("x-ratelimit-reset"), Some("10"));
+    let r = send();
+    assert_eq!(r.status, 429, "{}", r.text());
+    assert_eq!(r.json()["error"]["code"], "rate_limit_exceeded");
+    let retry: u64 = r.header("retry-after").unwrap().parse().unwrap();
+    assert!((1..=10).contains(&retry), "{retry}");
+    assert_eq!(r.header("x-ratelimit-remaining"), Some("0"));
+    // The high-limit key is unaffected.
+    let r = Req::post(gw.proc.port, "/v1/chat/completions", chat("small", false)).send();
+    assert_eq!(r.status, 200);
+    assert_eq!(r.header("x-ratelimit-limit"), Some("1000000"));
+}

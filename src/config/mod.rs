@@ -128,6 +128,13 @@ fn restart_only_changes(old: &Config, new: &Config) -> Vec<&'static str> {
     if old.logging.access_log != new.logging.access_log || old.logging.level != new.logging.level {
         out.push("logging");
     }
+    let (a, b) = (&old.classifier, &new.classifier);
+    if (&a.model, &a.tokenizer, &a.onnxruntime, a.cache_entries)
+        != (&b.model, &b.tokenizer, &b.onnxruntime, b.cache_entries)
+        || (!a.enabled && b.enabled)
+    {
+        out.push("classifier (model files, cache_entries, enabling)");
+    }
     out
 }
 

@@ -34,6 +34,42 @@ pub struct Config {
     /// Live-stats window and refresh (applied at start; stats outlive reloads).
     pub stats_window: Duration,
     pub stats_refresh: Duration,
+    pub classifier: ClassifierSettings,
+}
+
+/// The task classifier's settings. The files (`model`, `tokenizer`, `onnxruntime`) and
+/// `cache_entries` are read at start; `enabled`, `budget` and `min_confidence` are read per
+/// request, so a reload changes them.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ClassifierSettings {
+    pub enabled: bool,
+    pub model: std::path::PathBuf,
+    pub tokenizer: std::path::PathBuf,
+    pub onnxruntime: std::path::PathBuf,
+    /// `None` = wait for the model however long it takes.
+    pub budget: Option<Duration>,
+    pub min_confidence: f32,
+    pub cache_entries: usize,
+}
+
+impl From<&super::schema::ClassifierSection> for ClassifierSettings {
+    fn from(s: &super::schema::ClassifierSection) -> Self {
+        ClassifierSettings {
+            enabled: s.enabled,
+            model: s.model.clone().into(),
+            tokenizer: s.tokenizer.clone().into(),
+            onnxruntime: s.onnxruntime.clone().into(),
+            budget: Some(Duration::from_millis(s.budget_ms)).filter(|d| !d.is_zero()),
+            min_confidence: s.min_confidence as f32,
+            cache_entries: s.cache_entries,
+        }
+    }
+}
+
+impl Default for ClassifierSettings {
+    fn default() -> Self {
+        (&super::schema::ClassifierSection::default()).into()
+    }
 }
 
 pub struct GatewaySettings {
@@ -155,6 +191,8 @@ pub struct ApiKey {
     pub models: Option<Vec<String>>,
     pub enabled: bool,
     pub hedge: bool,
+    /// Requests per minute; `None` = unlimited.
+    pub rpm: Option<u32>,
 }
 
 impl ApiKey {

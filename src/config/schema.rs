@@ -28,6 +28,9 @@ pub struct FileConfig {
     /// Task chains and the router's knobs; without it the `signalbox/*` aliases are off.
     #[serde(default)]
     pub routing: Option<yaml_serde::Value>,
+    /// The task classifier behind `signalbox/auto` (`classify/`).
+    #[serde(default)]
+    pub classifier: Option<yaml_serde::Value>,
 }
 
 /// The 8 task labels, then the two request-shape chains.
@@ -94,6 +97,68 @@ fn default_hedge_delay() -> u64 {
     1000
 }
 
+/// The task classifier. Relative paths are relative to the working directory (like
+/// `providers.*.ca_file`); the defaults fit a gateway started from the repository root, a
+/// service should give absolute paths. When the runtime or the model is missing the gateway
+/// still starts and classifies with the keyword rules (`/readyz` says why).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClassifierSection {
+    /// `false`: the keyword rules classify and the model is not loaded.
+    #[serde(default = "yes")]
+    pub enabled: bool,
+    #[serde(default = "default_classifier_model")]
+    pub model: String,
+    #[serde(default = "default_classifier_tokenizer")]
+    pub tokenizer: String,
+    /// ONNX Runtime's shared library (`scripts/models.sh` fetches it).
+    #[serde(default = "default_onnxruntime")]
+    pub onnxruntime: String,
+    /// Longest wait for the model, queueing included, before the keyword rules answer; 0 = no
+    /// limit.
+    #[serde(default = "default_classifier_budget")]
+    pub budget_ms: u64,
+    /// Below this softmax probability the keyword rules decide.
+    #[serde(default = "default_min_confidence")]
+    pub min_confidence: f64,
+    /// Predictions cached by hash of the embedded text; 0 = no cache.
+    #[serde(default = "default_classifier_cache")]
+    pub cache_entries: usize,
+}
+
+impl Default for ClassifierSection {
+    fn default() -> Self {
+        ClassifierSection {
+            enabled: true,
+            model: default_classifier_model(),
+            tokenizer: default_classifier_tokenizer(),
+            onnxruntime: default_onnxruntime(),
+            budget_ms: default_classifier_budget(),
+            min_confidence: default_min_confidence(),
+            cache_entries: default_classifier_cache(),
+        }
+    }
+}
+
+fn default_classifier_model() -> String {
+    "models/classifier.onnx".to_string()
+}
+fn default_classifier_tokenizer() -> String {
+    "models/tokenizer.json".to_string()
+}
+fn default_onnxruntime() -> String {
+    "models/cache/onnxruntime/libonnxruntime.so".to_string()
+}
+fn default_classifier_budget() -> u64 {
+    25
+}
+fn default_min_confidence() -> f64 {
+    0.5
+}
+fn default_classifier_cache() -> usize {
+    8192
+}
+
 /// What an endpoint can take.
 #[derive(Debug, Deserialize, Clone, Copy)]
 #[serde(deny_unknown_fields)]
@@ -134,6 +199,13 @@ pub struct GatewaySection {
     /// Wall-clock budget of a call when the client sends no `Max-Latency-Ms`.
     #[serde(default = "default_max_latency")]
     pub default_max_latency_ms: u64,
+    /// Requests per minute per key when the key sets no `rpm`.
+    #[serde(default = "default_rpm")]
+    pub default_rpm: u32,
+}
+
+fn default_rpm() -> u32 {
+    240
 }
 
 impl Default for GatewaySection {
@@ -144,6 +216,7 @@ impl Default for GatewaySection {
             max_body_bytes: default_max_body(),
             header_prefix: default_prefix(),
             default_max_latency_ms: default_max_latency(),
+            default_rpm: default_rpm(),
         }
     }
 }
@@ -276,6 +349,9 @@ pub struct KeySection {
     /// Models this key may use: exact names, or a prefix ending in `*`. Default: all.
     #[serde(default)]
     pub models: Option<Vec<String>>,
+    /// Requests per minute (GCRA, burst = 10 s worth). Default `gateway.default_rpm`; 0 = no limit.
+    #[serde(default)]
+    pub rpm: Option<u32>,
     /// Whether this key's calls may be hedged (a hedge can double the cost of a call).
     #[serde(default)]
     pub hedge: bool,

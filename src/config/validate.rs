@@ -258,6 +258,7 @@ pub fn load_str(
                 models: k.models,
                 enabled: k.enabled,
                 hedge: k.hedge,
+                rpm: Some(k.rpm.unwrap_or(gateway.default_rpm)).filter(|r| *r > 0),
             }),
         );
     }
@@ -336,6 +337,29 @@ pub fn load_str(
         }),
     };
 
+    let classifier: ClassifierSection = optional_section(file.classifier, "classifier", &mut errs);
+    for (field, v) in [
+        ("model", &classifier.model),
+        ("tokenizer", &classifier.tokenizer),
+        ("onnxruntime", &classifier.onnxruntime),
+    ] {
+        if v.trim().is_empty() {
+            errs.push(format!("classifier.{field}"), "must not be empty");
+        }
+    }
+    if classifier.budget_ms > 10_000 {
+        errs.push(
+            "classifier.budget_ms",
+            "must be within 0..10000 (0 = no limit)",
+        );
+    }
+    if !(0.0..=1.0).contains(&classifier.min_confidence) {
+        errs.push("classifier.min_confidence", "must be within 0..1");
+    }
+    if classifier.cache_entries > 10_000_000 {
+        errs.push("classifier.cache_entries", "must be at most 10000000");
+    }
+
     if !errs.0.is_empty() {
         return Err(errs.0);
     }
@@ -375,6 +399,7 @@ pub fn load_str(
         routing,
         stats_window,
         stats_refresh,
+        classifier: (&classifier).into(),
     })
 }
 

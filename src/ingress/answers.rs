@@ -91,14 +91,14 @@ pub fn models(cfg: &Config, key: &ApiKey) -> Vec<u8> {
     .unwrap_or_default()
 }
 
-pub fn ready(cfg: &Config) -> Vec<u8> {
+/// `classifier`: `onnx`, or `keyword (why)` when auto-routing runs on the keyword rules.
+pub fn ready(cfg: &Config, classifier: &str) -> Vec<u8> {
     serde_json::to_vec(&serde_json::json!({
         "status": "ready",
         "config_version": cfg.version,
         "config_hash": cfg.hash,
         "endpoints": cfg.endpoints.len(),
-        // The task classifier lands with its own module; until then auto-routing is not offered.
-        "classifier": "not_configured",
+        "classifier": classifier,
     }))
     .unwrap_or_default()
 }

@@ -186,9 +186,11 @@ keys:
   test:
     sha256: "{hash}"
     hedge: true
+    rpm: 1000000
   limited:
     sha256: "{hash2}"
     models: ["small"]
+    rpm: 6
 "#,
         dir = dir.display(),
         hash = sha256_hex(KEY),

@@ -101,6 +101,7 @@ models:
 keys:
   python:
     sha256: "{hashlib.sha256(KEY.encode()).hexdigest()}"
+    rpm: 1000000
 """)
         gw = subprocess.Popen([bin_, "run", "-c", cfg], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         procs.append(gw)
@@ -151,6 +152,7 @@ providers:
 keys:
   python:
     sha256: "{hashlib.sha256(KEY.encode()).hexdigest()}"
+    rpm: 1000000
 """)
         gw = subprocess.Popen([bin_, "run", "-c", cfg], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         procs.append(gw)
