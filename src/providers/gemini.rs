@@ -64,10 +64,12 @@
 //! the assistant turn and in the tool result. So a call that came with a signature gets the ID
 //! `<id>.gts.<signature in unpadded base64url>`, where `<id>` is the API's `functionCall.id`
 //! or, when there is none, `tool_ids::synthesize(responseId, position, name)`. When the next
-//! call stays on Gemini the signature goes back on that exact part (as standard padded base64,
-//! byte for byte what was received) and `<id>` goes back as `functionCall.id` and
-//! `functionResponse.id`. When the history moves elsewhere the signature is dropped with the
-//! rest of the ID: the other codecs hash over-long IDs (Anthropic, Bedrock, Mistral). A step
+//! call stays on Gemini the signature goes back on that exact part (as standard padded base64:
+//! the bytes Gemini sent). Every replayed call and result carries its `<id>` (or
+//! the foreign ID whole) as `functionCall.id` / `functionResponse.id`, which v1beta supports,
+//! so results of parallel calls to one function find their calls. When the history moves
+//! elsewhere the signature is dropped with the rest of the ID: the other codecs hash
+//! over-long IDs (Anthropic, Bedrock, Mistral; `tool_ids::to_openai` for OpenAI's 40). A step
 //! with no signature (history from another provider or an older model) gets Google's
 //! documented `skip_thought_signature_validator` on its first call, for Gemini 3 and later
 //! models. Signatures on text parts (Gemini's "should", not "must") are dropped.
@@ -141,7 +143,9 @@ pub fn encode(
     let mut path = String::with_capacity(p.base_path.len() + ep.upstream_model.len() * 3 + 40);
     path.push_str(&p.base_path);
     path.push_str("/models/");
-    push_path_segment(&mut path, &ep.upstream_model);
+    // The API names models `models/<id>`; either spelling works in the config.
+    let model = ep.upstream_model.as_str();
+    push_path_segment(&mut path, model.strip_prefix("models/").unwrap_or(model));
     path.push_str(if req.stream {
         ":streamGenerateContent?alt=sse"
     } else {
@@ -1394,7 +1398,7 @@ fn split_call_id(id: &str) -> (&str, Option<String>) {
         return (id, None);
     };
     let (base, rest) = id.split_at(at);
-    let sig = &rest[SIGNATURE_MARK.len()..];
+    let sig = rest.strip_prefix(SIGNATURE_MARK).unwrap_or_default();
     let valid = !sig.is_empty()
         && sig.len() % 4 != 1
         && sig
@@ -1955,6 +1959,11 @@ providers:
             "/v1beta/models/gemini-2.5-flash:streamGenerateContent"
         );
         assert_eq!(h.uri.query(), Some("alt=sse"));
+        let (h, _) = encode(&req, &endpoint("models/gemini-2.5-flash")).unwrap();
+        assert_eq!(
+            h.uri.path(),
+            "/v1beta/models/gemini-2.5-flash:streamGenerateContent"
+        );
         assert_eq!(h.headers["accept"], "text/event-stream");
     }
 

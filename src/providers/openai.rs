@@ -88,6 +88,13 @@ pub fn encode_body(req: &ChatRequest, ep: &Endpoint) -> Result<Vec<u8>, serde_js
             map: super::tool_ids::to_mistral,
         };
         m.serialize_entry("messages", &mapped)?;
+    } else if has_long_tool_ids(req) {
+        // OpenAI refuses tool-call IDs over 40 characters (Gemini's carry a thought signature).
+        let mapped = crate::llm::MessagesWithIds {
+            messages: &req.messages,
+            map: |id| super::tool_ids::to_openai(id).into_owned(),
+        };
+        m.serialize_entry("messages", &mapped)?;
     } else {
         m.serialize_entry("messages", &req.messages)?;
     }
@@ -124,6 +131,15 @@ pub fn encode_body(req: &ChatRequest, ep: &Endpoint) -> Result<Vec<u8>, serde_js
     }
     m.end()?;
     Ok(out)
+}
+
+fn has_long_tool_ids(req: &ChatRequest) -> bool {
+    req.messages.iter().any(|m| {
+        m.tool_call_id.as_ref().is_some_and(|id| id.len() > 40)
+            || m.tool_calls
+                .as_ref()
+                .is_some_and(|tc| tc.iter().any(|c| c.id.len() > 40))
+    })
 }
 
 /// `stream_options` with `include_usage` forced on: the gateway needs usage for accounting even
@@ -503,6 +519,21 @@ providers:
             v["messages"][1]["tool_calls"][0]["id"],
             "call_abcdefghijklmnop"
         );
+    }
+
+    #[test]
+    fn long_tool_ids_are_shortened_consistently_for_openai() {
+        let long = format!("call_x.gts.{}", "A".repeat(300));
+        let body = format!(
+            r#"{{"model":"m","messages":[{{"role":"user","content":"hi"}},
+                {{"role":"assistant","content":null,"tool_calls":[{{"id":"{long}","type":"function","function":{{"name":"f","arguments":"{{}}"}}}}]}},
+                {{"role":"tool","tool_call_id":"{long}","content":"ok"}}]}}"#
+        );
+        let v: serde_json::Value =
+            serde_json::from_slice(&encode_body(&parse(&body), &endpoint()).unwrap()).unwrap();
+        let id = v["messages"][1]["tool_calls"][0]["id"].as_str().unwrap();
+        assert!(id.len() <= 40 && id.starts_with("call_"), "{id}");
+        assert_eq!(v["messages"][2]["tool_call_id"], id);
     }
 
     #[test]
