@@ -184,6 +184,12 @@ impl Engine {
                 ) {
                     stats.record(Instant::now(), outcome, None, None);
                     stats.breaker.on_failure(Instant::now(), e.retry_after);
+                    // Intermittent failure (never 5 in a row) still opens the breaker when at
+                    // least half of a busy window failed.
+                    let v = stats.view();
+                    if v.requests >= 20 && v.error_rate + v.rate_limited_rate >= 0.5 {
+                        stats.breaker.trip(Instant::now());
+                    }
                 }
                 tracing::info!(
                     request_id = %ctx.request_id, endpoint = %ep.id,

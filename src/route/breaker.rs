@@ -97,6 +97,18 @@ impl Breaker {
         }
     }
 
+    /// Opens a closed breaker now (the window's error rate is too high), for `open_for`.
+    pub fn trip(&self, now: Instant) {
+        if let Ok(mut s) = self.state.lock()
+            && matches!(*s, State::Closed { .. })
+        {
+            *s = State::Open {
+                until: now + self.settings.open_for,
+                backoff: self.settings.open_for,
+            };
+        }
+    }
+
     pub fn on_success(&self) {
         if let Ok(mut s) = self.state.lock() {
             *s = State::Closed { consecutive: 0 };
@@ -155,6 +167,15 @@ mod tests {
         assert!(b.allow(Instant::now()));
         b.on_success();
         assert_eq!(b.peek(Instant::now()), BreakerState::Closed);
+        assert!(b.allow(Instant::now()));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn trip_opens_a_closed_breaker() {
+        let b = Breaker::new(BreakerSettings::default());
+        b.trip(Instant::now());
+        assert_eq!(b.peek(Instant::now()), BreakerState::Open);
+        tokio::time::advance(Duration::from_secs(16)).await;
         assert!(b.allow(Instant::now()));
     }
 

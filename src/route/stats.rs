@@ -314,6 +314,39 @@ impl StatsRegistry {
         }
     }
 
+    /// Publishes every endpoint's live view as Prometheus gauges (labels: endpoint ids from config).
+    pub fn export(&self, now: Instant) {
+        let m = crate::telemetry::metrics::get();
+        for (id, s) in self.snapshot() {
+            let v = s.view();
+            for (metric, q, val) in [
+                ("ttft", "0.5", v.ttft_p50_ms),
+                ("ttft", "0.9", v.ttft_p90_ms),
+                ("tpot", "0.5", v.tpot_p50_ms),
+                ("tpot", "0.9", v.tpot_p90_ms),
+            ] {
+                if let Some(ms) = val {
+                    m.endpoint_latency
+                        .with_label_values(&[id.as_str(), metric, q])
+                        .set(f64::from(ms) / 1000.0);
+                }
+            }
+            m.endpoint_in_flight
+                .with_label_values(&[id.as_str()])
+                .set(s.in_flight() as i64);
+            m.endpoint_error_rate
+                .with_label_values(&[id.as_str(), "error"])
+                .set(f64::from(v.error_rate));
+            m.endpoint_error_rate
+                .with_label_values(&[id.as_str(), "rate_limited"])
+                .set(f64::from(v.rate_limited_rate));
+            let open = s.breaker.peek(now) == super::breaker::BreakerState::Open;
+            m.endpoint_breaker_open
+                .with_label_values(&[id.as_str()])
+                .set(i64::from(open));
+        }
+    }
+
     pub fn snapshot(&self) -> Vec<(String, Arc<EndpointStats>)> {
         let mut v: Vec<_> = match self.map.read() {
             Ok(m) => m.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
@@ -335,7 +368,11 @@ impl pingora::services::background::BackgroundService for Refresher {
         loop {
             tokio::select! {
                 _ = shutdown.changed() => return,
-                _ = tick.tick() => self.0.refresh_all(Instant::now()),
+                _ = tick.tick() => {
+                    let now = Instant::now();
+                    self.0.refresh_all(now);
+                    self.0.export(now);
+                }
             }
         }
     }

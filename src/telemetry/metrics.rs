@@ -21,6 +21,10 @@ pub struct Metrics {
     pub attempts: IntCounterVec,
     pub overhead: HistogramVec,
     pub hedges: IntCounterVec,
+    pub endpoint_latency: prometheus::GaugeVec,
+    pub endpoint_in_flight: prometheus::IntGaugeVec,
+    pub endpoint_error_rate: prometheus::GaugeVec,
+    pub endpoint_breaker_open: prometheus::IntGaugeVec,
     pub in_flight: IntGauge,
     pub config_reloads: IntCounterVec,
     pub config_version: IntGauge,
@@ -152,6 +156,41 @@ impl Metrics {
                     )
                     .buckets(overhead_buckets),
                     &["stream"],
+                )
+                .expect("metric"),
+            ),
+            endpoint_latency: reg(
+                &r,
+                prometheus::GaugeVec::new(
+                    Opts::new(
+                        "llm_endpoint_latency_seconds",
+                        "Live window per endpoint: time to first token (ttft) and per output token (tpot)",
+                    ),
+                    &["endpoint", "metric", "quantile"],
+                )
+                .expect("metric"),
+            ),
+            endpoint_in_flight: reg(
+                &r,
+                prometheus::IntGaugeVec::new(
+                    Opts::new("llm_endpoint_in_flight", "Attempts in flight per endpoint"),
+                    &["endpoint"],
+                )
+                .expect("metric"),
+            ),
+            endpoint_error_rate: reg(
+                &r,
+                prometheus::GaugeVec::new(
+                    Opts::new("llm_endpoint_error_rate", "Share of failed (and of rate-limited) attempts in the live window"),
+                    &["endpoint", "kind"],
+                )
+                .expect("metric"),
+            ),
+            endpoint_breaker_open: reg(
+                &r,
+                prometheus::IntGaugeVec::new(
+                    Opts::new("llm_endpoint_breaker_open", "1 while the endpoint's circuit breaker is open"),
+                    &["endpoint"],
                 )
                 .expect("metric"),
             ),
