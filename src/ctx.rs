@@ -48,6 +48,8 @@ pub struct RequestCtx {
     pub hedge: bool,
     /// The first codec refusal of the request (see `FallbackReason::InvalidRequest`).
     pub rejection: Option<GatewayError>,
+    /// The routing rule (and A/B arm) that chose the chain.
+    pub route: Option<String>,
     /// The key's rate-limit state after this request, for the `X-RateLimit-*` headers.
     pub rate: Option<crate::ingress::limits::RateState>,
 }
@@ -77,6 +79,7 @@ impl RequestCtx {
             hedge: false,
             rejection: None,
             rate: None,
+            route: None,
         }
     }
 
@@ -137,6 +140,9 @@ impl RequestCtx {
             if let Some(r) = &ep.region {
                 let _ = h.insert_header(n.region_used.clone(), r.as_str());
             }
+        }
+        if let Some(r) = &self.route {
+            let _ = h.insert_header(n.route.clone(), r.as_str());
         }
         if let Some(t) = self.task.and_then(|t| crate::config::schema::TASKS.get(t)) {
             let _ = h.insert_header(n.task.clone(), *t);

@@ -81,6 +81,13 @@ impl Gateway {
         ctx.chain = plan.chain;
         ctx.router_version = plan.router_version;
         ctx.task = plan.task;
+        if let Some(r) = &plan.route {
+            crate::telemetry::metrics::get()
+                .routes
+                .with_label_values(&[r.as_str()])
+                .inc();
+        }
+        ctx.route = plan.route;
         ctx.hedge = plan.hedge;
         self.engine.dispatch(session, ctx, &req, opts).await
     }

@@ -348,3 +348,61 @@ fn a_slowed_endpoint_loses_first_place_and_stats_survive_reload() {
         .clone();
     assert!(p1["fast_ttft_ms"].as_f64().unwrap() > 400.0, "{p1}");
 }
+
+#[test]
+fn routing_rules_and_ab_splits() {
+    let a = emulator(&[]);
+    let b = emulator(&[]);
+    let rules = r#"  rules:
+    - name: eu-team
+      match: {metadata: {team: search}, task: [reasoning]}
+      chain: [eu/mid, emu/cheap]
+    - name: long-prompts
+      match: {min_prompt_tokens: 2000}
+      chain: [emu/mid]
+    - name: chat-ab
+      match: {task: [chat]}
+      split:
+        - {name: control, weight: 1, chain: [emu/cheap]}
+        - {name: candidate, weight: 1, chain: [emu/mid]}
+"#;
+    let gw = start_gateway_with(
+        &catalog(&a, &b, "gpt-5"),
+        "  {}",
+        &format!("{ROUTING}{rules}"),
+    );
+    let body = serde_json::json!({"model":"signalbox/auto","metadata":{"team":"search"},
+        "messages":[{"role":"user","content":"x"}]});
+    let r = Req::post(gw.proc.port, "/v1/chat/completions", body.to_string())
+        .header("X-Signalbox-Task", "reasoning")
+        .send();
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.header("x-signalbox-route"), Some("eu-team"));
+    assert_eq!(
+        r.header("x-signalbox-fallback-chain"),
+        Some("eu/mid,emu/cheap")
+    );
+    let long = "word ".repeat(3000);
+    let body =
+        serde_json::json!({"model":"signalbox/auto","messages":[{"role":"user","content": long}]});
+    let r = Req::post(gw.proc.port, "/v1/chat/completions", body.to_string()).send();
+    assert_eq!(r.header("x-signalbox-route"), Some("long-prompts"));
+    assert_eq!(r.header("x-signalbox-fallback-chain"), Some("emu/mid"));
+    // The A/B split: both arms get traffic, and a given request always lands in the same arm.
+    let mut arms = std::collections::BTreeMap::new();
+    for i in 0..40 {
+        let body = serde_json::json!({"model":"signalbox/auto","messages":[{"role":"user","content": format!("hello {i}")}]});
+        let r = Req::post(gw.proc.port, "/v1/chat/completions", body.to_string()).send();
+        let arm = r.header("x-signalbox-route").unwrap().to_string();
+        let again = Req::post(gw.proc.port, "/v1/chat/completions", body.to_string()).send();
+        assert_eq!(again.header("x-signalbox-route"), Some(arm.as_str()));
+        *arms.entry(arm).or_insert(0) += 1;
+    }
+    assert_eq!(arms.len(), 2, "{arms:?}");
+    assert!(arms.values().all(|n| *n >= 8), "{arms:?}");
+    let metrics = Req::get(gw.admin_port, "/metrics").send().text();
+    assert!(
+        metrics.contains("llm_route_total{route=\"chat-ab/control\"}"),
+        "{metrics}"
+    );
+}

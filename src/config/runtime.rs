@@ -174,6 +174,30 @@ pub struct Routing {
     pub default_cost_quality: f64,
     pub hedge_min_delay: Duration,
     pub hedge_default_delay: Duration,
+    pub rules: Vec<Rule>,
+}
+
+#[derive(Debug)]
+pub struct Rule {
+    pub name: String,
+    /// Task indexes (`schema::TASKS`); `None` = any.
+    pub tasks: Option<Vec<usize>>,
+    pub tools: Option<bool>,
+    pub images: Option<bool>,
+    pub min_prompt_tokens: Option<u64>,
+    pub max_prompt_tokens: Option<u64>,
+    pub min_max_tokens: Option<u64>,
+    pub keys: Option<Vec<String>>,
+    pub metadata: Vec<(String, String)>,
+    /// One arm with weight 1 for a plain `chain`.
+    pub arms: Vec<Arm>,
+}
+
+#[derive(Debug)]
+pub struct Arm {
+    pub name: String,
+    pub weight: u32,
+    pub chain: Vec<Arc<Endpoint>>,
 }
 
 #[derive(Debug)]
@@ -230,6 +254,7 @@ pub struct HeaderNames {
     pub hedge: HeaderName,
     pub task_in: HeaderName,
     pub region_used: HeaderName,
+    pub route: HeaderName,
 }
 
 impl HeaderNames {
@@ -259,6 +284,7 @@ impl HeaderNames {
             hedge: h("Hedge")?,
             task_in: h("Task")?,
             region_used: h("Region-Used")?,
+            route: h("Route")?,
         })
     }
 }

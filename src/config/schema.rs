@@ -73,6 +73,59 @@ pub struct RoutingSection {
     pub hedge_min_delay_ms: u64,
     #[serde(default = "default_hedge_delay")]
     pub hedge_default_delay_ms: u64,
+    /// Ordered rules for the aliases: the first whose `match` holds replaces the task's chain
+    /// (kept in the rule's order, after the same filters), or splits traffic between chains.
+    #[serde(default)]
+    pub rules: Vec<RuleSection>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RuleSection {
+    /// Reported in `X-Signalbox-Route` and metrics.
+    pub name: String,
+    #[serde(rename = "match", default)]
+    pub when: MatchSection,
+    /// The chain to use (endpoints); give this or `split`.
+    #[serde(default)]
+    pub chain: Option<Vec<String>>,
+    /// Weighted A/B arms, each with its own chain.
+    #[serde(default)]
+    pub split: Vec<ArmSection>,
+}
+
+/// Every condition given must hold.
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct MatchSection {
+    /// Task labels (incl. `tool_use`, `multimodal`).
+    #[serde(default)]
+    pub task: Option<Vec<String>>,
+    #[serde(default)]
+    pub tools: Option<bool>,
+    #[serde(default)]
+    pub images: Option<bool>,
+    #[serde(default)]
+    pub min_prompt_tokens: Option<u64>,
+    #[serde(default)]
+    pub max_prompt_tokens: Option<u64>,
+    /// `max_tokens` / `max_completion_tokens` at least this.
+    #[serde(default)]
+    pub min_max_tokens: Option<u64>,
+    /// Key ids.
+    #[serde(default)]
+    pub keys: Option<Vec<String>>,
+    /// Entries of the request's `metadata` object that must be equal.
+    #[serde(default)]
+    pub metadata: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ArmSection {
+    pub name: String,
+    pub weight: u32,
+    pub chain: Vec<String>,
 }
 
 fn default_task() -> String {

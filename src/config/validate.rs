@@ -326,7 +326,93 @@ pub fn load_str(
                 stats_window = Duration::from_secs(r.stats_window_seconds);
                 stats_refresh = Duration::from_secs(r.stats_refresh_seconds);
             }
+            let mut rules = Vec::new();
+            for (i, r) in r.rules.iter().enumerate() {
+                let path = format!("routing.rules[{i}]");
+                let chain_of = |list: &[String], p: &str, errs: &mut Errors| {
+                    let mut out = Vec::new();
+                    if list.is_empty() {
+                        errs.push(p, "needs at least one endpoint");
+                    }
+                    for (j, id) in list.iter().enumerate() {
+                        match endpoints.get(id) {
+                            Some(e) => out.push(e.clone()),
+                            None => errs.push(
+                                format!("{p}[{j}]"),
+                                format!("`{id}` is not a configured endpoint"),
+                            ),
+                        }
+                    }
+                    out
+                };
+                let arms = match (&r.chain, r.split.is_empty()) {
+                    (Some(c), true) => vec![Arm {
+                        name: r.name.clone(),
+                        weight: 1,
+                        chain: chain_of(c, &format!("{path}.chain"), &mut errs),
+                    }],
+                    (None, false) => r
+                        .split
+                        .iter()
+                        .enumerate()
+                        .map(|(j, a)| {
+                            if a.weight == 0 {
+                                errs.push(
+                                    format!("{path}.split[{j}].weight"),
+                                    "must be at least 1",
+                                );
+                            }
+                            Arm {
+                                name: a.name.clone(),
+                                weight: a.weight,
+                                chain: chain_of(
+                                    &a.chain,
+                                    &format!("{path}.split[{j}].chain"),
+                                    &mut errs,
+                                ),
+                            }
+                        })
+                        .collect(),
+                    _ => {
+                        errs.push(&path, "give exactly one of `chain` or `split`");
+                        Vec::new()
+                    }
+                };
+                let tasks = r.when.task.as_ref().map(|ts| {
+                    ts.iter()
+                        .enumerate()
+                        .filter_map(|(j, t)| {
+                            let idx = TASKS.iter().position(|x| x == t);
+                            if idx.is_none() {
+                                errs.push(
+                                    format!("{path}.match.task[{j}]"),
+                                    format!("unknown task; known: {}", TASKS.join(", ")),
+                                );
+                            }
+                            idx
+                        })
+                        .collect()
+                });
+                rules.push(Rule {
+                    name: r.name.clone(),
+                    tasks,
+                    tools: r.when.tools,
+                    images: r.when.images,
+                    min_prompt_tokens: r.when.min_prompt_tokens,
+                    max_prompt_tokens: r.when.max_prompt_tokens,
+                    min_max_tokens: r.when.min_max_tokens,
+                    keys: r.when.keys.clone(),
+                    metadata: r
+                        .when
+                        .metadata
+                        .iter()
+                        .map(|(k, v)| (k.clone(), v.clone()))
+                        .collect(),
+                    arms,
+                });
+            }
             Routing {
+                rules,
                 chains,
                 default_task,
                 latency_weight: r.latency_weight,

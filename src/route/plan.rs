@@ -59,6 +59,8 @@ pub struct Plan {
     pub chain: Vec<Arc<Endpoint>>,
     pub router_version: &'static str,
     pub task: Option<usize>,
+    /// The routing rule (and A/B arm) that chose the chain: `rule` or `rule/arm`.
+    pub route: Option<String>,
     /// The alias asked for hedging (`signalbox/fast`) or the header did, and the key allows it.
     pub hedge: bool,
 }
@@ -174,8 +176,9 @@ pub fn plan(cfg: &Config, req: &ChatRequest, input: &PlanInput<'_>) -> Result<Pl
     let mut task = None;
     let mut router_version = "v1";
     let mut hedge = input.hints.hedge == Some(true);
+    let mut route = None;
     let mut chain: Vec<Arc<Endpoint>> = match alias(&req.model) {
-        Some(a) => {
+        Some(a) => 'alias: {
             let Some(routing) = &cfg.routing else {
                 return Err(GatewayError::new(
                     ErrorKind::ModelNotFound,
@@ -196,6 +199,15 @@ pub fn plan(cfg: &Config, req: &ChatRequest, input: &PlanInput<'_>) -> Result<Pl
             };
             if a == Alias::Fast && input.hints.hedge != Some(false) {
                 hedge = true;
+            }
+            // A matching rule replaces the task's chain and keeps its own order.
+            if let Some((rule, arm)) = match_rule(routing, t, req, input) {
+                route = Some(if rule.arms.len() > 1 {
+                    format!("{}/{}", rule.name, arm.name)
+                } else {
+                    rule.name.clone()
+                });
+                break 'alias filter(arm.chain.clone(), cfg, req, input, &rules)?;
             }
             let candidates = filter(routing.chains[t].clone(), cfg, req, input, &rules)?;
             let dial = input
@@ -308,8 +320,79 @@ pub fn plan(cfg: &Config, req: &ChatRequest, input: &PlanInput<'_>) -> Result<Pl
         chain,
         router_version,
         task,
+        route,
         hedge: hedge && key.hedge,
     })
+}
+
+/// The first rule whose conditions all hold, and the A/B arm this request falls in (chosen from
+/// a hash of the request's text, so a retried request lands in the same arm).
+fn match_rule<'a>(
+    routing: &'a crate::config::runtime::Routing,
+    task: usize,
+    req: &ChatRequest,
+    input: &PlanInput<'_>,
+) -> Option<(
+    &'a crate::config::runtime::Rule,
+    &'a crate::config::runtime::Arm,
+)> {
+    let prompt = estimate_prompt_tokens(req);
+    let out = req.max_completion_tokens.or(req.max_tokens);
+    let meta = req.extra_field("metadata").and_then(|raw| {
+        serde_json::from_str::<std::collections::HashMap<String, serde_json::Value>>(raw.get()).ok()
+    });
+    let rule = routing.rules.iter().find(|r| {
+        r.tasks.as_ref().is_none_or(|ts| ts.contains(&task))
+            && r.tools.is_none_or(|t| t == req.has_tools())
+            && r.images.is_none_or(|i| i == req.has_images())
+            && r.min_prompt_tokens.is_none_or(|m| prompt >= m)
+            && r.max_prompt_tokens.is_none_or(|m| prompt <= m)
+            && r.min_max_tokens.is_none_or(|m| out.is_some_and(|o| o >= m))
+            && r.keys
+                .as_ref()
+                .is_none_or(|ks| ks.iter().any(|k| *k == input.key.id))
+            && r.metadata.iter().all(|(k, v)| {
+                meta.as_ref()
+                    .and_then(|m| m.get(k))
+                    .and_then(|x| x.as_str())
+                    .is_some_and(|x| x == v)
+            })
+    })?;
+    let total: u64 = rule.arms.iter().map(|a| u64::from(a.weight)).sum();
+    if total == 0 {
+        return None;
+    }
+    let mut pick = ab_hash(req) % total;
+    for arm in &rule.arms {
+        if pick < u64::from(arm.weight) {
+            return Some((rule, arm));
+        }
+        pick -= u64::from(arm.weight);
+    }
+    rule.arms.last().map(|a| (rule, a))
+}
+
+/// FNV-1a over the last user turn's text and the message count: stable for a retried request,
+/// spread across different ones.
+fn ab_hash(req: &ChatRequest) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    let mut eat = |b: u8| {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0000_0100_0000_01b3);
+    };
+    for b in (req.messages.len() as u64).to_le_bytes() {
+        eat(b);
+    }
+    if let Some(m) = req
+        .messages
+        .iter()
+        .rev()
+        .find(|m| m.role == crate::llm::Role::User)
+        && let Some(crate::llm::Content::Text(t)) = &m.content
+    {
+        t.bytes().for_each(&mut eat);
+    }
+    h
 }
 
 /// Capabilities, context window, region and the `provider` rules. An empty result is a 503

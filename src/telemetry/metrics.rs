@@ -21,6 +21,7 @@ pub struct Metrics {
     pub attempts: IntCounterVec,
     pub overhead: HistogramVec,
     pub hedges: IntCounterVec,
+    pub routes: IntCounterVec,
     pub endpoint_latency: prometheus::GaugeVec,
     pub endpoint_in_flight: prometheus::IntGaugeVec,
     pub endpoint_error_rate: prometheus::GaugeVec,
@@ -191,6 +192,14 @@ impl Metrics {
                 prometheus::IntGaugeVec::new(
                     Opts::new("llm_endpoint_breaker_open", "1 while the endpoint's circuit breaker is open"),
                     &["endpoint"],
+                )
+                .expect("metric"),
+            ),
+            routes: reg(
+                &r,
+                IntCounterVec::new(
+                    Opts::new("llm_route_total", "Requests routed by a routing rule, by rule and A/B arm"),
+                    &["route"],
                 )
                 .expect("metric"),
             ),
