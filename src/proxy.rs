@@ -9,7 +9,6 @@ use async_trait::async_trait;
 use pingora::prelude::*;
 use pingora::proxy::{ProxyHttp, Session};
 
-use crate::classify::Classifier;
 use crate::config::ConfigStore;
 use crate::ctx::RequestCtx;
 use crate::engine::Engine;
@@ -21,17 +20,15 @@ use crate::telemetry;
 pub struct Gateway {
     pub store: Arc<ConfigStore>,
     pub engine: Arc<Engine>,
-    pub classifier: Arc<Classifier>,
     pub limits: crate::ingress::limits::RateLimits,
     ids: RequestIds,
 }
 
 impl Gateway {
-    pub fn new(store: Arc<ConfigStore>, engine: Arc<Engine>, classifier: Arc<Classifier>) -> Self {
+    pub fn new(store: Arc<ConfigStore>, engine: Arc<Engine>) -> Self {
         Gateway {
             store,
             engine,
-            classifier,
             limits: Default::default(),
             ids: RequestIds::new(),
         }
@@ -58,18 +55,8 @@ impl Gateway {
         drop(body);
         ctx.stream = req.stream;
         ctx.logical_model = Some(req.model.clone());
-        // Only auto-routed calls whose task the request does not already say need the classifier.
-        let classified = if cfg.routing.is_some()
-            && plan::is_alias(&req.model)
-            && key.may_use(&req.model)
-            && plan::task_before_classifier(&req, &hints).is_none()
-        {
-            self.classifier
-                .classify(&req.messages, &cfg.classifier)
-                .await
-        } else {
-            None
-        };
+        // The task classifier is wired in with its module.
+        let classified = None;
         let input = plan::PlanInput {
             key: &key,
             hints: &hints,
@@ -146,13 +133,7 @@ impl ProxyHttp for Gateway {
                 Ok(())
             }
             ("GET", "/readyz") => {
-                answers::json(
-                    session,
-                    ctx,
-                    200,
-                    answers::ready(&cfg, &self.classifier.status(&cfg.classifier)),
-                )
-                .await;
+                answers::json(session, ctx, 200, answers::ready(&cfg, "not_configured")).await;
                 Ok(())
             }
             (_, "/v1/chat/completions" | "/v1/models" | "/healthz" | "/readyz") => {
