@@ -728,3 +728,51 @@ fn rate_limits_answer_with_headers_and_retry_after() {
     assert_eq!(r.status, 200);
     assert_eq!(r.header("x-ratelimit-limit"), Some("1000000"));
 }
+
+#[test]
+fn the_opt_in_retry_policy_retries_a_last_resort_within_the_budget() {
+    let a = emulator(&[]);
+    let providers = format!(
+        "  emu-a:\n    kind: openai\n    base_url: http://127.0.0.1:{}/v1\n    api_key: sk-upstream\n    models:\n      \
+           flaky: {{upstream_model: \"gpt-4o-mini?fail_first=2\", retry: {{attempts: 2, backoff_ms: 50}}}}\n      \
+           worse: {{upstream_model: \"gpt-4o-mini?status=503\", retry: {{attempts: 2, backoff_ms: 50}}}}\n      \
+           plain: {{upstream_model: \"gpt-4o-mini?fail_first=1\"}}\n",
+        a.port
+    );
+    let gw = start_gateway(&providers, "  {}");
+    let r = Req::post(
+        gw.proc.port,
+        "/v1/chat/completions",
+        chat("emu-a/flaky", false),
+    )
+    .send();
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(
+        r.header("x-signalbox-attempts"),
+        Some("emu-a/flaky:server_error,emu-a/flaky:server_error,emu-a/flaky:ok")
+    );
+    let r = Req::post(
+        gw.proc.port,
+        "/v1/chat/completions",
+        chat("emu-a/worse", false),
+    )
+    .send();
+    assert_eq!(r.status, 502);
+    assert_eq!(
+        r.header("x-signalbox-attempts")
+            .map(|a| a.matches("server_error").count()),
+        Some(3)
+    );
+    // Without a policy a failure is final for that member: no retry.
+    let r = Req::post(
+        gw.proc.port,
+        "/v1/chat/completions",
+        chat("emu-a/plain", false),
+    )
+    .send();
+    assert_eq!(r.status, 502);
+    assert_eq!(
+        r.header("x-signalbox-attempts"),
+        Some("emu-a/plain:server_error")
+    );
+}

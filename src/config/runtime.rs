@@ -162,6 +162,8 @@ pub struct Endpoint {
     pub json_schema: bool,
     /// Quality per task, indexed like `schema::TASKS`.
     pub quality: [f64; 10],
+    /// (extra attempts, first backoff) when this endpoint is the chain's last resort.
+    pub retry: Option<(u32, Duration)>,
 }
 
 /// The router's catalog: a chain per task, and its knobs.

@@ -372,6 +372,24 @@ pub struct EndpointSection {
     /// labels score 0.5.
     #[serde(default)]
     pub quality: BTreeMap<String, f64>,
+    /// Opt-in retries of this endpoint when it is the last member of a chain (nothing left to
+    /// fall over to): a failure moves to the next member otherwise, never to a retry.
+    #[serde(default)]
+    pub retry: Option<RetrySection>,
+}
+
+#[derive(Debug, Deserialize, Clone, Copy)]
+#[serde(deny_unknown_fields)]
+pub struct RetrySection {
+    /// Extra attempts after the first.
+    pub attempts: u32,
+    /// First backoff; doubles each time. A longer `Retry-After` from the provider wins.
+    #[serde(default = "default_backoff")]
+    pub backoff_ms: u64,
+}
+
+fn default_backoff() -> u64 {
+    200
 }
 
 /// USD per million tokens.

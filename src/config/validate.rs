@@ -195,6 +195,9 @@ pub fn load_str(
                     vision: e.capabilities.vision,
                     json_schema: e.capabilities.json_schema,
                     quality,
+                    retry: e
+                        .retry
+                        .map(|r| (r.attempts.min(10), Duration::from_millis(r.backoff_ms))),
                 }),
             );
             endpoint_order.push(id);

@@ -72,6 +72,7 @@ impl Engine {
         }
         let m = metrics::get();
         let mut i = 0;
+        let mut retries = 0u32;
         while i < chain.len() {
             if Instant::now() >= deadline {
                 break;
@@ -123,8 +124,37 @@ impl Engine {
                 ctx.client_gone = true;
                 return Ok(());
             };
+            let retry_after = result.as_ref().err().and_then(|e| e.retry_after);
+            let reason = result.as_ref().err().map(|e| e.reason);
             if let Some(won) = self.settle(ctx, ep, result, t0) {
                 return self.deliver(session, ctx, ep, won, deadline, t0).await;
+            }
+            // The opt-in retry policy: only for the last member, and only within the budget.
+            if i + 1 == chain.len()
+                && let Some((attempts, backoff)) = ep.retry
+                && retries < attempts
+                && reason.is_some_and(|r| {
+                    !matches!(
+                        r,
+                        FallbackReason::MaxLatencyExceeded
+                            | FallbackReason::InvalidRequest
+                            | FallbackReason::CircuitOpen
+                    )
+                })
+            {
+                let wait =
+                    (backoff * 2u32.saturating_pow(retries)).max(retry_after.unwrap_or_default());
+                if Instant::now() + wait < deadline {
+                    retries += 1;
+                    tokio::select! {
+                        () = tokio::time::sleep(wait) => {}
+                        () = client_gone(session) => {
+                            ctx.client_gone = true;
+                            return Ok(());
+                        }
+                    }
+                    continue;
+                }
             }
             i += 1;
         }
