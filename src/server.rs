@@ -79,6 +79,10 @@ pub fn run(opt: Opt, config_path: &str) -> Result<(), String> {
         server.add_service(admin);
     }
     server.add_service(background_service(
+        "pool health",
+        crate::engine::PoolHealth(store.clone()),
+    ));
+    server.add_service(background_service(
         "endpoint stats",
         crate::route::stats::Refresher(stats),
     ));

@@ -406,3 +406,39 @@ fn routing_rules_and_ab_splits() {
         "{metrics}"
     );
 }
+
+#[test]
+fn a_pool_of_replicas_is_balanced_and_health_checked() {
+    let r1 = emulator(&[]);
+    let r2 = emulator(&[]);
+    let dead = free_port();
+    let providers = format!(
+        "  vllm:\n    kind: vllm\n    base_url: http://127.0.0.1:{p}/v1\n    api_key: sk-upstream\n    \
+           replicas: [\"127.0.0.1:{a}\", \"127.0.0.1:{b}\", \"127.0.0.1:{dead}\"]\n    \
+           health_check: {{path: /_emulator/stats, interval_ms: 200}}\n    models:\n      llama: {{upstream_model: llama-3.3-70b}}\n",
+        p = r1.port,
+        a = r1.port,
+        b = r2.port
+    );
+    let gw = start_gateway(&providers, "  {}");
+    // Let the health checks mark the dead replica down.
+    std::thread::sleep(Duration::from_millis(1200));
+    for _ in 0..20 {
+        let r = post(&gw, "vllm/llama", &[]);
+        assert_eq!(r.status, 200, "{}", r.text());
+        assert_eq!(
+            r.header("x-signalbox-attempts"),
+            Some("vllm/llama:ok"),
+            "the dead replica is skipped"
+        );
+    }
+    let (n1, n2) = (
+        emulator_stats(&r1)["requests"].as_u64().unwrap(),
+        emulator_stats(&r2)["requests"].as_u64().unwrap(),
+    );
+    assert_eq!(n1 + n2, 20);
+    assert!(
+        n1 >= 5 && n2 >= 5,
+        "round robin over the live replicas: {n1} / {n2}"
+    );
+}

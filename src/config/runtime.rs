@@ -108,6 +108,24 @@ pub struct Provider {
     pub extra_headers: Vec<(HeaderName, http::HeaderValue)>,
     pub api_version: Option<String>,
     pub aws: Option<AwsCredentials>,
+    /// A pool of self-hosted replicas, when configured.
+    pub pool: Option<Pool>,
+}
+
+/// Self-hosted replicas behind one provider: Pingora's round-robin balancer, whose health state
+/// the pool-health background service refreshes every `interval`.
+pub struct Pool {
+    pub lb: Arc<pingora::lb::LoadBalancer<pingora::lb::selection::RoundRobin>>,
+    pub interval: Duration,
+    pub replicas: Vec<std::net::SocketAddr>,
+}
+
+impl std::fmt::Debug for Pool {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Pool")
+            .field("replicas", &self.replicas)
+            .finish_non_exhaustive()
+    }
 }
 
 /// Bedrock signing material. `Debug` shows the region and key id only.

@@ -338,9 +338,32 @@ pub struct ProviderSection {
     /// Extra request headers sent to this provider (e.g. `OpenAI-Organization`).
     #[serde(default)]
     pub headers: BTreeMap<String, String>,
+    /// Self-hosted replicas (vLLM, Ollama …) as `IP:port`, balanced round-robin with active health
+    /// checks (`pingora-load-balancing`); `base_url` still gives the scheme, Host and path.
+    #[serde(default)]
+    pub replicas: Vec<String>,
+    #[serde(default)]
+    pub health_check: Option<HealthCheckSection>,
     /// The models this provider serves; each becomes the endpoint `provider/model`.
     #[serde(default)]
     pub models: BTreeMap<String, EndpointSection>,
+}
+
+#[derive(Debug, Deserialize, Clone)]
+#[serde(deny_unknown_fields)]
+pub struct HealthCheckSection {
+    /// Path probed with GET; a 2xx marks the replica healthy.
+    #[serde(default = "default_health_path")]
+    pub path: String,
+    #[serde(default = "default_health_interval")]
+    pub interval_ms: u64,
+}
+
+fn default_health_path() -> String {
+    "/health".to_string()
+}
+fn default_health_interval() -> u64 {
+    5000
 }
 
 #[derive(Debug, Deserialize)]

@@ -615,12 +615,80 @@ fn compile_provider(
         read_timeout: Duration::from_millis(p.read_timeout_ms),
         extra_headers,
         api_version: p.api_version.clone(),
+        pool: compile_pool(p, tls, path, errs),
         aws: p.aws.as_ref().map(|a| AwsCredentials {
             region: a.region.clone(),
             access_key_id: a.access_key_id.clone(),
             secret_access_key: a.secret_access_key.clone(),
             session_token: a.session_token.clone().filter(|t| !t.is_empty()),
         }),
+    })
+}
+
+fn compile_pool(p: &ProviderSection, tls: bool, path: &str, errs: &mut Errors) -> Option<Pool> {
+    if p.replicas.is_empty() {
+        if p.health_check.is_some() {
+            errs.push(
+                format!("{path}.health_check"),
+                "only applies with `replicas`",
+            );
+        }
+        return None;
+    }
+    let mut addrs = Vec::new();
+    for (i, r) in p.replicas.iter().enumerate() {
+        // IP:port only: a host name would be resolved with a blocking call inside the balancer.
+        match r.parse::<std::net::SocketAddr>() {
+            Ok(a) => addrs.push(a),
+            Err(_) => errs.push(
+                format!("{path}.replicas[{i}]"),
+                format!("`{r}` is not an IP:port address"),
+            ),
+        }
+    }
+    if addrs.len() != p.replicas.len() {
+        return None;
+    }
+    let mut lb =
+        match pingora::lb::LoadBalancer::<pingora::lb::selection::RoundRobin>::try_from_iter(
+            addrs.iter().copied(),
+        ) {
+            Ok(lb) => lb,
+            Err(e) => {
+                errs.push(format!("{path}.replicas"), e.to_string());
+                return None;
+            }
+        };
+    let hc_cfg = p.health_check.clone().unwrap_or(HealthCheckSection {
+        path: "/health".to_string(),
+        interval_ms: 5000,
+    });
+    if !hc_cfg.path.starts_with('/') {
+        errs.push(format!("{path}.health_check.path"), "must start with `/`");
+        return None;
+    }
+    let host = p
+        .base_url
+        .split("://")
+        .nth(1)
+        .and_then(|r| r.split('/').next())
+        .unwrap_or("localhost");
+    let mut hc = pingora::lb::health_check::HttpHealthCheck::new(host, tls);
+    match hc_cfg.path.parse::<http::Uri>() {
+        Ok(uri) => hc.req.set_uri(uri),
+        Err(e) => {
+            errs.push(format!("{path}.health_check.path"), e.to_string());
+            return None;
+        }
+    }
+    hc.peer_template.options.connection_timeout = Some(Duration::from_millis(p.connect_timeout_ms));
+    hc.peer_template.options.read_timeout =
+        Some(Duration::from_millis(hc_cfg.interval_ms.max(100)));
+    lb.set_health_check(Box::new(hc));
+    Some(Pool {
+        lb: Arc::new(lb),
+        interval: Duration::from_millis(hc_cfg.interval_ms.clamp(100, 3_600_000)),
+        replicas: addrs,
     })
 }
 

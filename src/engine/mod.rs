@@ -80,3 +80,34 @@ pub struct DispatchOptions {
     /// Budget to the first token of one attempt; past it, the next endpoint is tried.
     pub max_ttft: Option<Duration>,
 }
+
+/// Runs the active health checks of every replica pool in the live config, each on its own
+/// interval (a Pingora background service; a reload brings new pools, checked from then on).
+pub struct PoolHealth(pub Arc<crate::config::ConfigStore>);
+
+#[async_trait::async_trait]
+impl pingora::services::background::BackgroundService for PoolHealth {
+    async fn start(&self, mut shutdown: pingora::server::ShutdownWatch) {
+        let mut tick = tokio::time::interval(Duration::from_millis(100));
+        let mut last: std::collections::HashMap<String, tokio::time::Instant> = Default::default();
+        loop {
+            tokio::select! {
+                _ = shutdown.changed() => return,
+                _ = tick.tick() => {}
+            }
+            let cfg = self.0.snapshot();
+            for p in &cfg.providers {
+                let Some(pool) = &p.pool else { continue };
+                let now = tokio::time::Instant::now();
+                if last
+                    .get(&p.name)
+                    .is_some_and(|t| now.duration_since(*t) < pool.interval)
+                {
+                    continue;
+                }
+                last.insert(p.name.clone(), now);
+                pool.lb.backends().run_health_check(true).await;
+            }
+        }
+    }
+}

@@ -39,11 +39,24 @@ impl StepError {
 /// Builds the peer for a provider from an address the resolver found. Never `HttpPeer::new`
 /// with a host name: that resolves with a blocking call and panics on failure.
 pub async fn peer(engine: &Engine, p: &Provider) -> Result<HttpPeer, StepError> {
-    let addr = engine
-        .resolver
-        .resolve(&p.host, p.port)
-        .await
-        .map_err(|e| StepError::new(FallbackReason::ConnectError, e))?;
+    let addr = match &p.pool {
+        // A replica the health checks consider healthy, round-robin.
+        Some(pool) => pool
+            .lb
+            .select(b"", 64)
+            .and_then(|b| b.addr.as_inet().copied())
+            .ok_or_else(|| {
+                StepError::new(
+                    FallbackReason::ConnectError,
+                    "no healthy replica in the pool",
+                )
+            })?,
+        None => engine
+            .resolver
+            .resolve(&p.host, p.port)
+            .await
+            .map_err(|e| StepError::new(FallbackReason::ConnectError, e))?,
+    };
     let mut peer = HttpPeer::new(addr, p.tls, p.host.clone());
     let o = &mut peer.options;
     o.connection_timeout = Some(p.connect_timeout);
