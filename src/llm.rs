@@ -127,7 +127,7 @@ impl<'de> Deserialize<'de> for ToolChoice {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Role {
     System,
@@ -136,6 +136,32 @@ pub enum Role {
     Assistant,
     Tool,
     Function,
+}
+
+impl<'de> Deserialize<'de> for Role {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        // serde_json reports a non-string where a unit enum is expected as a *syntax* error
+        // ("expected value"), which would blame the whole body; reading a string first makes it
+        // a type error at `messages[i].role`.
+        const ROLES: &[&str] = &[
+            "system",
+            "developer",
+            "user",
+            "assistant",
+            "tool",
+            "function",
+        ];
+        let s = String::deserialize(d)?;
+        Ok(match s.as_str() {
+            "system" => Role::System,
+            "developer" => Role::Developer,
+            "user" => Role::User,
+            "assistant" => Role::Assistant,
+            "tool" => Role::Tool,
+            "function" => Role::Function,
+            other => return Err(de::Error::unknown_variant(other, ROLES)),
+        })
+    }
 }
 
 #[derive(Debug)]

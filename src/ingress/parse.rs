@@ -50,6 +50,9 @@ pub async fn read_body(session: &mut Session, cap: u64) -> Result<BytesMut, Gate
             }
             Ok(None) => return Ok(buf),
             Err(e) => {
+                // Broken framing leaves the rest of the stream unparseable (it could even be
+                // read as a smuggled request): the connection must not be reused.
+                session.set_keepalive(None);
                 return Err(GatewayError::new(
                     ErrorKind::InvalidRequest,
                     format!("could not read the request body: {}", e.etype().as_str()),
@@ -65,6 +68,12 @@ pub fn chat_request(body: &[u8]) -> Result<ChatRequest, GatewayError> {
         return Err(GatewayError::invalid(
             "body",
             "the request body is empty; send a JSON object",
+        ));
+    }
+    if too_deep(body) {
+        return Err(GatewayError::invalid(
+            "body",
+            format!("invalid JSON body: nested deeper than {MAX_DEPTH} levels"),
         ));
     }
     let mut de = serde_json::Deserializer::from_slice(body);
@@ -92,6 +101,39 @@ pub fn chat_request(body: &[u8]) -> Result<ChatRequest, GatewayError> {
     de.end()
         .map_err(|e| GatewayError::invalid("body", format!("invalid JSON body: {e}")))?;
     check(req)
+}
+
+/// serde_json stops at 128 levels in the fields it types, but skips the fields kept raw
+/// (`metadata`, tool `parameters`, unknown fields) without a limit, and those go to the provider.
+const MAX_DEPTH: usize = 128;
+
+/// Whether arrays and objects nest deeper than `MAX_DEPTH`; brackets inside strings do not count.
+fn too_deep(body: &[u8]) -> bool {
+    let (mut depth, mut in_str, mut escaped) = (0usize, false, false);
+    for &b in body {
+        if in_str {
+            if escaped {
+                escaped = false;
+            } else if b == b'\\' {
+                escaped = true;
+            } else if b == b'"' {
+                in_str = false;
+            }
+            continue;
+        }
+        match b {
+            b'"' => in_str = true,
+            b'[' | b'{' => {
+                depth += 1;
+                if depth > MAX_DEPTH {
+                    return true;
+                }
+            }
+            b']' | b'}' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    false
 }
 
 /// Parses a raw field into its typed form, naming the exact path of a bad value.
@@ -331,6 +373,19 @@ mod tests {
         assert_eq!(err("{").param.as_deref(), Some("body"));
         assert_eq!(err("").param.as_deref(), Some("body"));
         assert_eq!(err("[1]").param.as_deref(), Some("body"));
+        let deep = format!(
+            r#"{{"model":"m","messages":[{{"role":"user","content":"x"}}],"metadata":{}{}}}"#,
+            "[".repeat(129),
+            "]".repeat(129)
+        );
+        assert_eq!(err(&deep).param.as_deref(), Some("body"));
+        // Brackets inside strings are text, not nesting.
+        let text = format!(
+            r#"{{"model":"m","messages":[{{"role":"user","content":"{}\"{}"}}]}}"#,
+            "[".repeat(200),
+            "{".repeat(200)
+        );
+        assert!(chat_request(text.as_bytes()).is_ok());
         assert_eq!(
             err(r#"{"model":"m","messages":"hi"}"#).param.as_deref(),
             Some("messages")

@@ -348,9 +348,7 @@ fn match_rule<'a>(
             && r.min_prompt_tokens.is_none_or(|m| prompt >= m)
             && r.max_prompt_tokens.is_none_or(|m| prompt <= m)
             && r.min_max_tokens.is_none_or(|m| out.is_some_and(|o| o >= m))
-            && r.keys
-                .as_ref()
-                .is_none_or(|ks| ks.iter().any(|k| *k == input.key.id))
+            && r.keys.as_ref().is_none_or(|ks| ks.contains(&input.key.id))
             && r.metadata.iter().all(|(k, v)| {
                 meta.as_ref()
                     .and_then(|m| m.get(k))
