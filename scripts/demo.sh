@@ -7,6 +7,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/signalbox-target}"
 scripts/setup.sh
+scripts/models.sh || echo "demo: classifier assets unavailable; signalbox/auto uses the keyword rules"
 cargo build --release --locked
 BIN="$CARGO_TARGET_DIR/release/signalbox"
 

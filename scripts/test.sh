@@ -8,6 +8,8 @@ export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/signalbox-target}"
 export CARGO_TERM_COLOR=never
 
 scripts/setup.sh --python
+# Classifier runtime + shipped model (pinned, instant when cached); its tests must not skip here.
+scripts/models.sh; export SIGNALBOX_REQUIRE_CLASSIFIER=1
 VENV="${SIGNALBOX_VENV:-$HOME/.cache/signalbox-venv}"
 
 echo "== cargo fmt --check"

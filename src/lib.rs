@@ -3,6 +3,7 @@
 //! # The life of a request (the tree is the request path)
 //! `proxy.rs` `request_filter` →
 //! `ingress/` (auth, body cap, parse, `X-Signalbox-*` options) →
+//! `classify/` (the task label of a `signalbox/*` call: ONNX model, keyword rules as fallback) →
 //! `route/` (the ordered chain of endpoints) →
 //! `engine/` (attempts in chain order over Pingora's `Connector`, fallback, deadline; the
 //! winner is buffered or streamed to the client) with `providers/` (pure codecs) and `stream/`
@@ -13,6 +14,7 @@
 
 pub mod accounting;
 pub mod admin;
+pub mod classify;
 pub mod config;
 pub mod ctx;
 pub mod emulator;

@@ -9,6 +9,7 @@ use async_trait::async_trait;
 use pingora::prelude::*;
 use pingora::proxy::{ProxyHttp, Session};
 
+use crate::classify::SharedClassifier;
 use crate::config::ConfigStore;
 use crate::ctx::RequestCtx;
 use crate::engine::Engine;
@@ -20,15 +21,21 @@ use crate::telemetry;
 pub struct Gateway {
     pub store: Arc<ConfigStore>,
     pub engine: Arc<Engine>,
+    pub classifier: Arc<SharedClassifier>,
     pub limits: crate::ingress::limits::RateLimits,
     ids: RequestIds,
 }
 
 impl Gateway {
-    pub fn new(store: Arc<ConfigStore>, engine: Arc<Engine>) -> Self {
+    pub fn new(
+        store: Arc<ConfigStore>,
+        engine: Arc<Engine>,
+        classifier: Arc<SharedClassifier>,
+    ) -> Self {
         Gateway {
             store,
             engine,
+            classifier,
             limits: Default::default(),
             ids: RequestIds::new(),
         }
@@ -55,8 +62,19 @@ impl Gateway {
         drop(body);
         ctx.stream = req.stream;
         ctx.logical_model = Some(req.model.clone());
-        // The task classifier is wired in with its module.
-        let classified = None;
+        // Only auto-routed calls whose task the request does not already say need the classifier.
+        let classified = if cfg.routing.is_some()
+            && plan::is_alias(&req.model)
+            && key.may_use(&req.model)
+            && plan::task_before_classifier(&req, &hints).is_none()
+        {
+            self.classifier
+                .get()
+                .classify(&req.messages, &cfg.classifier)
+                .await
+        } else {
+            None
+        };
         let input = plan::PlanInput {
             key: &key,
             hints: &hints,
@@ -133,7 +151,13 @@ impl ProxyHttp for Gateway {
                 Ok(())
             }
             ("GET", "/readyz") => {
-                answers::json(session, ctx, 200, answers::ready(&cfg, "not_configured")).await;
+                answers::json(
+                    session,
+                    ctx,
+                    200,
+                    answers::ready(&cfg, &self.classifier.get().status(&cfg.classifier)),
+                )
+                .await;
                 Ok(())
             }
             (_, "/v1/chat/completions" | "/v1/models" | "/healthz" | "/readyz") => {

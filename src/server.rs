@@ -55,7 +55,18 @@ pub fn run(opt: Opt, config_path: &str) -> Result<(), String> {
         },
     ));
     let stats = engine.stats.clone();
-    let gateway = Gateway::new(store.clone(), engine);
+    // Loaded once by a service (after the daemon fork, see `classify::SharedClassifier`); the
+    // gateway's listeners wait for it. A missing runtime or model is logged there once and the
+    // keyword rules take over.
+    let classifier = Arc::new(crate::classify::SharedClassifier::default());
+    let classifier_loader = server.add_service(background_service(
+        "task classifier",
+        crate::classify::Loader {
+            shared: classifier.clone(),
+            settings: cfg.classifier.clone(),
+        },
+    ));
+    let gateway = Gateway::new(store.clone(), engine, classifier);
     let mut options = HttpServerOptions::default();
     options.h2c = cfg.gateway.h2c;
     let mut proxy = pingora::proxy::ProxyServiceBuilder::new(&server.configuration, gateway)
@@ -65,7 +76,7 @@ pub fn run(opt: Opt, config_path: &str) -> Result<(), String> {
     for addr in &cfg.gateway.listen {
         proxy.add_tcp(addr);
     }
-    server.add_service(proxy);
+    server.add_service(proxy).add_dependency(&classifier_loader);
 
     if let Some(addr) = &cfg.admin.listen {
         let mut admin = Service::new(
