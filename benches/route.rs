@@ -37,7 +37,12 @@ fn bench_plan(c: &mut Criterion) {
         s.refresh(now);
     }
     // The platform key may use every model (the support key is limited to cheap ones).
-    let key = cfg.keys.values().find(|k| k.id == "platform-team").expect("the platform key").clone();
+    let key = cfg
+        .keys
+        .values()
+        .find(|k| k.id == "platform-team")
+        .expect("the platform key")
+        .clone();
     let body = serde_json::json!({"model": "signalbox/auto", "messages": [
         {"role": "system", "content": "You are a planning agent."},
         {"role": "user", "content": "Plan the migration of our billing service to the new queue; list risks."}]});
