@@ -81,27 +81,8 @@ fn auto_routes_by_task_and_the_dial() {
     // The cheap alias turns the dial to 1.0.
     let r = post(&gw, "signalbox/cheap", &[("X-Signalbox-Task", "reasoning")]);
     assert_eq!(r.header("x-signalbox-endpoint"), Some("emu/cheap"));
-    // Equal inputs, equal chains.
-    let c1 = post(
-        &gw,
-        "signalbox/auto",
-        &[
-            ("X-Signalbox-Task", "code"),
-            ("X-Signalbox-Cost-Quality", "0.5"),
-        ],
-    );
-    let c2 = post(
-        &gw,
-        "signalbox/auto",
-        &[
-            ("X-Signalbox-Task", "code"),
-            ("X-Signalbox-Cost-Quality", "0.5"),
-        ],
-    );
-    assert_eq!(
-        c1.header("x-signalbox-fallback-chain"),
-        c2.header("x-signalbox-fallback-chain")
-    );
+    // (Equal inputs give equal chains: unit-tested in route::score, where the live stats are
+    // held equal; here every call changes them.)
     // Tools go to the tool-use chain, whatever the task header says.
     let body = serde_json::json!({"model":"signalbox/auto","messages":[{"role":"user","content":"weather?"}],
         "tools":[{"type":"function","function":{"name":"w","parameters":{"type":"object","properties":{}}}}]});

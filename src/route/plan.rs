@@ -272,16 +272,12 @@ pub fn plan(cfg: &Config, req: &ChatRequest, input: &PlanInput<'_>) -> Result<Pl
                 let mut eps = filter(eps, cfg, req, input, &rules)?;
                 // Deployments of one model differ by latency and region, not quality or price:
                 // order by the live signal, keeping config order where nothing is known.
-                // An endpoint with no samples yet gets the median of the others, so it is tried
-                // in its configured place rather than starved of the traffic it needs to learn.
-                let known: Vec<Option<f64>> = eps
+                // An endpoint with no samples yet goes first: it is tried once and then has
+                // data, instead of being starved of the traffic it needs to learn.
+                let lat: Vec<f64> = eps
                     .iter()
-                    .map(|e| input.stats.get(&e.id).fast_ms(input.now))
+                    .map(|e| input.stats.get(&e.id).fast_ms(input.now).unwrap_or(0.0))
                     .collect();
-                let mut seen: Vec<f64> = known.iter().flatten().copied().collect();
-                seen.sort_by(f64::total_cmp);
-                let fill = seen.get(seen.len() / 2).copied().unwrap_or(0.0);
-                let lat: Vec<f64> = known.iter().map(|l| l.unwrap_or(fill)).collect();
                 let mut idx: Vec<usize> = (0..eps.len()).collect();
                 idx.sort_by(|a, b| lat[*a].total_cmp(&lat[*b]).then(a.cmp(b)));
                 let sorted = idx.iter().map(|i| eps[*i].clone()).collect();

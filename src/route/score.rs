@@ -11,8 +11,10 @@
 //!   input price plus expected output tokens (the request's `max_tokens`, else a per-task typical
 //!   length) at the output price.
 //! - `latency(e)` is the fast signal (peak-EWMA TTFT × (1 + in-flight)) plus expected output
-//!   tokens × the window's p50 time per output token. An endpoint with no samples yet gets the
-//!   median of the others (or 1 s), so it is neither shunned nor favoured.
+//!   tokens × the window's p50 time per output token, divided by the slowest candidate's (at least
+//!   1 s, so a few milliseconds' difference does not outweigh quality). An endpoint with no
+//!   samples yet counts as instantly fast: it is tried once and then has data (a neutral guess
+//!   copies the others' latency and can starve it forever).
 //! - `w` is `routing.latency_weight`, 1.0 for `signalbox/fast` or `Preference: latency`.
 //!
 //! Ties keep the chain's configured order, so equal inputs always give equal chains.
@@ -63,13 +65,11 @@ pub fn rank(
             Some(fast + demand.output_tokens as f64 * tpot)
         })
         .collect();
-    let known: Vec<f64> = lat.iter().flatten().copied().collect();
-    let fill = median(&known).unwrap_or(1000.0);
     for l in lat.iter_mut() {
-        l.get_or_insert(fill);
+        l.get_or_insert(0.0);
     }
     let max_cost = costs.iter().copied().fold(0.0, f64::max);
-    let max_lat = lat.iter().flatten().copied().fold(0.0, f64::max);
+    let max_lat = lat.iter().flatten().copied().fold(1000.0, f64::max);
     let mut scored: Vec<(usize, Arc<Endpoint>, f64)> = candidates
         .into_iter()
         .enumerate()
@@ -91,15 +91,6 @@ pub fn rank(
     // Stable on equal scores: the configured order decides.
     scored.sort_by(|a, b| b.2.total_cmp(&a.2).then(a.0.cmp(&b.0)));
     scored.into_iter().map(|(_, e, s)| (e, s)).collect()
-}
-
-fn median(v: &[f64]) -> Option<f64> {
-    if v.is_empty() {
-        return None;
-    }
-    let mut v = v.to_vec();
-    v.sort_by(f64::total_cmp);
-    Some(v[v.len() / 2])
 }
 
 #[cfg(test)]
