@@ -7,7 +7,8 @@ selection, (3) signalbox/fast with latency-aware selection and hedging.
 
 Starts its own emulator and gateway (release build at $CARGO_TARGET_DIR/release/signalbox) on free
 loopback ports and stops them with SIGINT. Provider A answers in 50 ms, but 5 % of its calls take
-1 s more; provider B always answers in 100 ms. The two are equal in quality and price.
+1 s more; provider B always answers in 100 ms. The two are equal in quality and price. The
+scenarios run in order on one gateway, so the live stats carry over from one to the next.
 """
 import argparse
 import hashlib
@@ -87,6 +88,10 @@ keys:
         wait_port(emu_port)
         wait_port(gw_port)
         conn = http.client.HTTPConnection("127.0.0.1", gw_port, timeout=30)
+        conn.connect()
+        # http.client writes headers and body in two sends: without NODELAY, Nagle + delayed ACK
+        # add ~40 ms to every call.
+        conn.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
         def call(model, step):
             body = json.dumps({"model": model, "messages": [{"role": "user", "content": f"step {step}: plan the next tool call"}]})

@@ -113,6 +113,8 @@ keys:
         wait_port(emu)
         wait_port(gw)
         conn = http.client.HTTPConnection("127.0.0.1", gw, timeout=60)
+        conn.connect()
+        conn.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
         def call(model, task, prompt, completion, tools):
             body = {"model": model, "max_tokens": completion,
