@@ -716,3 +716,63 @@ fn upstream_error_message(body: &[u8]) -> String {
         .unwrap_or_else(|_| String::from_utf8_lossy(&body[..body.len().min(200)]).into_owned());
     msg.chars().take(500).collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::route::stats::StatsSettings;
+
+    #[tokio::test(start_paused = true)]
+    async fn the_hedge_delay_follows_the_primary_live_p90_ttft() {
+        let cfg = crate::config::validate::load_str(
+            "providers:\n  p:\n    kind: openai\n    base_url: http://127.0.0.1:1/v1\n    models:\n      m: {}\n",
+            "t",
+            1,
+            &|_| None,
+        )
+        .unwrap();
+        let ep = cfg.endpoints["p/m"].clone();
+        let engine = Engine::new(&Default::default(), StatsSettings::default());
+        let ctx = RequestCtx::new("r".into());
+        // No samples yet: the default delay (1 s without a routing section).
+        assert_eq!(
+            engine.hedge_delay(&ctx, &ep),
+            std::time::Duration::from_secs(1)
+        );
+        let s = engine.stats.get(&ep.id);
+        for i in 1..=100u64 {
+            s.record(
+                Instant::now(),
+                Outcome::Ok,
+                Some(std::time::Duration::from_millis(i * 10)),
+                None,
+            );
+        }
+        s.refresh(Instant::now());
+        // p90 of 10..1000 ms is ~900 ms.
+        let d = engine.hedge_delay(&ctx, &ep).as_millis();
+        assert!((890..=910).contains(&d), "{d}");
+        // A very fast endpoint is floored (50 ms).
+        let fast = engine.stats.get("p/fast");
+        for _ in 0..10 {
+            fast.record(
+                Instant::now(),
+                Outcome::Ok,
+                Some(std::time::Duration::from_millis(5)),
+                None,
+            );
+        }
+        fast.refresh(Instant::now());
+        let cfg2 = crate::config::validate::load_str(
+            "providers:\n  p:\n    kind: openai\n    base_url: http://127.0.0.1:1/v1\n    models:\n      fast: {}\n",
+            "t",
+            1,
+            &|_| None,
+        )
+        .unwrap();
+        assert_eq!(
+            engine.hedge_delay(&ctx, &cfg2.endpoints["p/fast"]),
+            std::time::Duration::from_millis(50)
+        );
+    }
+}
