@@ -95,8 +95,6 @@ use crate::llm::{
 use crate::stream::StreamFault;
 use crate::stream::sse::SseParser;
 
-const USER_AGENT: &str = concat!("signalbox/", env!("CARGO_PKG_VERSION"));
-
 /// `anthropic-version` when the provider config gives none.
 pub const DEFAULT_VERSION: &str = "2023-06-01";
 
@@ -122,44 +120,14 @@ pub fn encode(
     let mut path = String::with_capacity(p.base_path.len() + 9);
     path.push_str(&p.base_path);
     path.push_str("/messages");
-    let internal = |e: pingora::BError| GatewayError::new(ErrorKind::Internal, e.to_string());
-    let mut h = RequestHeader::build("POST", path.as_bytes(), Some(8)).map_err(internal)?;
-    h.insert_header(http::header::HOST, p.authority.as_str())
-        .map_err(internal)?;
-    h.insert_header(http::header::CONTENT_TYPE, "application/json")
-        .map_err(internal)?;
-    h.insert_header(http::header::CONTENT_LENGTH, body.len())
-        .map_err(internal)?;
-    h.insert_header(
-        http::header::ACCEPT,
-        if req.stream {
-            "text/event-stream"
-        } else {
-            "application/json"
-        },
-    )
-    .map_err(internal)?;
-    h.insert_header(http::header::USER_AGENT, USER_AGENT)
-        .map_err(internal)?;
+    let auth = p.api_key.clone().map(|k| ("x-api-key", k));
+    let mut h = super::json_post_header(p, &path, body.len(), req.stream, auth)?;
     h.insert_header(
         "anthropic-version",
         p.api_version.as_deref().unwrap_or(DEFAULT_VERSION),
     )
-    .map_err(internal)?;
-    if let Some(key) = &p.api_key {
-        let mut v = http::HeaderValue::from_str(key).map_err(|_| {
-            GatewayError::new(
-                ErrorKind::Internal,
-                "provider key is not a valid header value",
-            )
-        })?;
-        v.set_sensitive(true);
-        h.insert_header("x-api-key", v).map_err(internal)?;
-    }
-    for (n, v) in &p.extra_headers {
-        h.insert_header(n.clone(), v.clone()).map_err(internal)?;
-    }
-    Ok((Box::new(h), Bytes::from(body)))
+    .map_err(|e| GatewayError::new(ErrorKind::Internal, e.to_string()))?;
+    Ok((h, Bytes::from(body)))
 }
 
 // ---- request body ------------------------------------------------------------------------------

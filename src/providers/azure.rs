@@ -22,8 +22,6 @@ use crate::llm::ChatRequest;
 /// which the gateway always sends on streams to get usage for accounting.
 pub const DEFAULT_API_VERSION: &str = "2024-10-21";
 
-const USER_AGENT: &str = concat!("signalbox/", env!("CARGO_PKG_VERSION"));
-
 pub fn encode(
     req: &ChatRequest,
     ep: &Endpoint,
@@ -37,39 +35,9 @@ pub fn encode(
         &ep.upstream_model,
         p.api_version.as_deref().unwrap_or(DEFAULT_API_VERSION),
     );
-    let internal = |e: pingora::BError| GatewayError::new(ErrorKind::Internal, e.to_string());
-    let mut h = RequestHeader::build("POST", path.as_bytes(), Some(8)).map_err(internal)?;
-    h.insert_header(http::header::HOST, p.authority.as_str())
-        .map_err(internal)?;
-    h.insert_header(http::header::CONTENT_TYPE, "application/json")
-        .map_err(internal)?;
-    h.insert_header(http::header::CONTENT_LENGTH, body.len())
-        .map_err(internal)?;
-    h.insert_header(
-        http::header::ACCEPT,
-        if req.stream {
-            "text/event-stream"
-        } else {
-            "application/json"
-        },
-    )
-    .map_err(internal)?;
-    h.insert_header(http::header::USER_AGENT, USER_AGENT)
-        .map_err(internal)?;
-    if let Some(key) = &p.api_key {
-        let mut v = http::HeaderValue::from_str(key).map_err(|_| {
-            GatewayError::new(
-                ErrorKind::Internal,
-                "provider key is not a valid header value",
-            )
-        })?;
-        v.set_sensitive(true);
-        h.insert_header("api-key", v).map_err(internal)?;
-    }
-    for (n, v) in &p.extra_headers {
-        h.insert_header(n.clone(), v.clone()).map_err(internal)?;
-    }
-    Ok((Box::new(h), Bytes::from(body)))
+    let auth = p.api_key.clone().map(|k| ("api-key", k));
+    let h = super::json_post_header(p, &path, body.len(), req.stream, auth)?;
+    Ok((h, Bytes::from(body)))
 }
 
 /// Deployment names and versions are config values, but a stray `/`, `?` or space in them must

@@ -118,8 +118,6 @@ use crate::llm::{
 use crate::stream::StreamFault;
 use crate::stream::sse::SseParser;
 
-const USER_AGENT: &str = concat!("signalbox/", env!("CARGO_PKG_VERSION"));
-
 /// Separates the call ID from the thought signature inside a client-visible tool-call ID. The
 /// dot never occurs in base64url, so the last occurrence is always the separator.
 const SIGNATURE_MARK: &str = ".gts.";
@@ -151,39 +149,9 @@ pub fn encode(
     } else {
         ":generateContent"
     });
-    let internal = |e: pingora::BError| GatewayError::new(ErrorKind::Internal, e.to_string());
-    let mut h = RequestHeader::build("POST", path.as_bytes(), Some(8)).map_err(internal)?;
-    h.insert_header(http::header::HOST, p.authority.as_str())
-        .map_err(internal)?;
-    h.insert_header(http::header::CONTENT_TYPE, "application/json")
-        .map_err(internal)?;
-    h.insert_header(http::header::CONTENT_LENGTH, body.len())
-        .map_err(internal)?;
-    h.insert_header(
-        http::header::ACCEPT,
-        if req.stream {
-            "text/event-stream"
-        } else {
-            "application/json"
-        },
-    )
-    .map_err(internal)?;
-    h.insert_header(http::header::USER_AGENT, USER_AGENT)
-        .map_err(internal)?;
-    if let Some(key) = &p.api_key {
-        let mut v = http::HeaderValue::from_str(key).map_err(|_| {
-            GatewayError::new(
-                ErrorKind::Internal,
-                "provider key is not a valid header value",
-            )
-        })?;
-        v.set_sensitive(true);
-        h.insert_header("x-goog-api-key", v).map_err(internal)?;
-    }
-    for (n, v) in &p.extra_headers {
-        h.insert_header(n.clone(), v.clone()).map_err(internal)?;
-    }
-    Ok((Box::new(h), Bytes::from(body)))
+    let auth = p.api_key.clone().map(|k| ("x-goog-api-key", k));
+    let h = super::json_post_header(p, &path, body.len(), req.stream, auth)?;
+    Ok((h, Bytes::from(body)))
 }
 
 /// RFC 3986 unreserved characters pass; everything else is percent-encoded, `/` and `?`

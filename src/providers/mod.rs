@@ -88,6 +88,53 @@ impl ProviderKind {
     }
 }
 
+/// Every codec's `User-Agent`.
+pub const USER_AGENT: &str = concat!("signalbox/", env!("CARGO_PKG_VERSION"));
+
+/// The JSON POST header every HTTP codec sends: Host, exact Content-Length, Accept by streaming,
+/// our User-Agent, the provider's extra headers, and the credential under `auth` (marked
+/// sensitive, so it never reaches a log through the header's `Debug`).
+pub(crate) fn json_post_header(
+    p: &crate::config::runtime::Provider,
+    path: &str,
+    body_len: usize,
+    stream: bool,
+    auth: Option<(&'static str, String)>,
+) -> Result<Box<RequestHeader>, GatewayError> {
+    use crate::error::ErrorKind;
+    let internal = |e: pingora::BError| GatewayError::new(ErrorKind::Internal, e.to_string());
+    let mut h = RequestHeader::build("POST", path.as_bytes(), Some(8)).map_err(internal)?;
+    h.insert_header(http::header::HOST, p.authority.as_str())
+        .map_err(internal)?;
+    h.insert_header(http::header::CONTENT_TYPE, "application/json")
+        .map_err(internal)?;
+    h.insert_header(http::header::CONTENT_LENGTH, body_len)
+        .map_err(internal)?;
+    let accept = if stream {
+        "text/event-stream"
+    } else {
+        "application/json"
+    };
+    h.insert_header(http::header::ACCEPT, accept)
+        .map_err(internal)?;
+    h.insert_header(http::header::USER_AGENT, USER_AGENT)
+        .map_err(internal)?;
+    if let Some((name, value)) = auth {
+        let mut v = http::HeaderValue::from_str(&value).map_err(|_| {
+            GatewayError::new(
+                ErrorKind::Internal,
+                "provider key is not a valid header value",
+            )
+        })?;
+        v.set_sensitive(true);
+        h.insert_header(name, v).map_err(internal)?;
+    }
+    for (n, v) in &p.extra_headers {
+        h.insert_header(n.clone(), v.clone()).map_err(internal)?;
+    }
+    Ok(Box::new(h))
+}
+
 /// A decoded non-streaming response.
 pub struct Decoded {
     /// The OpenAI `chat.completion` body for the client, usage and cost included.

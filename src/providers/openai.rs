@@ -22,8 +22,6 @@ use crate::llm::{ChatRequest, Usage};
 use crate::stream::sse::SseParser;
 use crate::stream::{StreamFault, StreamTranslator};
 
-const USER_AGENT: &str = concat!("signalbox/", env!("CARGO_PKG_VERSION"));
-
 pub fn encode(
     req: &ChatRequest,
     ep: &Endpoint,
@@ -35,43 +33,12 @@ pub fn encode(
     let mut path = String::with_capacity(p.base_path.len() + 17);
     path.push_str(&p.base_path);
     path.push_str("/chat/completions");
-    let internal = |e: pingora::BError| GatewayError::new(ErrorKind::Internal, e.to_string());
-    let mut h = RequestHeader::build("POST", path.as_bytes(), Some(8)).map_err(internal)?;
-    h.insert_header(http::header::HOST, p.authority.as_str())
-        .map_err(internal)?;
-    h.insert_header(http::header::CONTENT_TYPE, "application/json")
-        .map_err(internal)?;
-    h.insert_header(http::header::CONTENT_LENGTH, body.len())
-        .map_err(internal)?;
-    h.insert_header(
-        http::header::ACCEPT,
-        if req.stream {
-            "text/event-stream"
-        } else {
-            "application/json"
-        },
-    )
-    .map_err(internal)?;
-    h.insert_header(http::header::USER_AGENT, USER_AGENT)
-        .map_err(internal)?;
-    if let Some(key) = &p.api_key {
-        let mut v = String::with_capacity(key.len() + 7);
-        v.push_str("Bearer ");
-        v.push_str(key);
-        let mut v = http::HeaderValue::from_str(&v).map_err(|_| {
-            GatewayError::new(
-                ErrorKind::Internal,
-                "provider key is not a valid header value",
-            )
-        })?;
-        v.set_sensitive(true);
-        h.insert_header(http::header::AUTHORIZATION, v)
-            .map_err(internal)?;
-    }
-    for (n, v) in &p.extra_headers {
-        h.insert_header(n.clone(), v.clone()).map_err(internal)?;
-    }
-    Ok((Box::new(h), Bytes::from(body)))
+    let auth = p
+        .api_key
+        .as_ref()
+        .map(|k| ("authorization", format!("Bearer {k}")));
+    let h = super::json_post_header(p, &path, body.len(), req.stream, auth)?;
+    Ok((h, Bytes::from(body)))
 }
 
 /// The OpenAI request body for this endpoint: the client's request with the upstream model name,
