@@ -36,15 +36,7 @@ use super::{ApiError, StreamScript};
 const SIGNATURE: &str = "RW11bGF0ZWQgc2lnbmF0dXJl";
 
 fn error(status: u16, kind: &'static str, message: impl Into<String>) -> ApiError {
-    ApiError {
-        status,
-        message: message.into(),
-        kind: "invalid_request_error",
-        param: None,
-        code: None,
-        retry_after: None,
-        native: Some(kind),
-    }
+    ApiError::native(status, Some(kind), message)
 }
 
 fn invalid(message: impl Into<String>) -> ApiError {

@@ -68,15 +68,7 @@ pub fn route(path: &str) -> Option<Route> {
 }
 
 fn error(status: u16, exception: &'static str, message: impl Into<String>) -> ApiError {
-    ApiError {
-        status,
-        message: message.into(),
-        kind: "invalid_request_error",
-        param: None,
-        code: None,
-        retry_after: None,
-        native: Some(exception),
-    }
+    ApiError::native(status, Some(exception), message)
 }
 
 fn invalid(message: impl Into<String>) -> ApiError {

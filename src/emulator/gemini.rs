@@ -103,15 +103,7 @@ pub fn sse(route: &Route) -> bool {
 }
 
 fn error(status: u16, message: impl Into<String>) -> ApiError {
-    ApiError {
-        status,
-        message: message.into(),
-        kind: "invalid_request_error",
-        param: None,
-        code: None,
-        retry_after: None,
-        native: None,
-    }
+    ApiError::native(status, None, message)
 }
 
 fn invalid(message: impl Into<String>) -> ApiError {

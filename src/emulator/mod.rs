@@ -244,6 +244,20 @@ impl ApiError {
         }
     }
 
+    /// A format's own validation error: `native` names the provider's error type (Anthropic
+    /// `type`, Bedrock exception); `None` lets the format map the status.
+    pub fn native(status: u16, native: Option<&'static str>, message: impl Into<String>) -> Self {
+        ApiError {
+            status,
+            message: message.into(),
+            kind: "invalid_request_error",
+            param: None,
+            code: None,
+            retry_after: None,
+            native,
+        }
+    }
+
     /// The error a `status=` knob asks for, shaped like the real provider's.
     pub fn for_status(status: u16, name: &str, retry_after: Option<u64>) -> Self {
         let (kind, code, message) = match status {
