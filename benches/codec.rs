@@ -63,7 +63,7 @@ fn bench_response(c: &mut Criterion) {
     let mut g = c.benchmark_group("response");
     g.throughput(Throughput::Bytes(body.len() as u64));
     g.bench_function("decode_openai_450B", |b| {
-        b.iter(|| providers::decode(black_box(body), &ep).expect("decode"))
+        b.iter(|| providers::decode(black_box(body), &ep, ep.price).expect("decode"))
     });
     g.finish();
 
@@ -78,7 +78,7 @@ fn bench_response(c: &mut Criterion) {
     g.bench_function(format!("openai_passthrough_{}B", stream.len()), |b| {
         let mut out = Vec::with_capacity(stream.len() + 256);
         b.iter(|| {
-            let mut t = providers::stream_translator(&ep, true);
+            let mut t = providers::stream_translator(&ep, ep.price, true);
             out.clear();
             for chunk in stream.chunks(512) {
                 t.feed(chunk, &mut out).expect("feed");

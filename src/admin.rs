@@ -1,5 +1,6 @@
 //! The admin listener (loopback by default): `/metrics`, `/admin/config`, `/admin/endpoints`,
-//! `POST /admin/reload`. Kept off the gateway listener so it is never exposed with it.
+//! `POST /admin/reload`, `GET /admin/usage`, `GET /admin/budgets`, `POST /admin/credit`. Kept off
+//! the gateway listener so it is never exposed with it.
 
 use std::sync::Arc;
 
@@ -16,6 +17,7 @@ use crate::telemetry::metrics;
 pub struct AdminApp {
     pub store: Arc<ConfigStore>,
     pub stats: Arc<crate::route::stats::StatsRegistry>,
+    pub accounts: Arc<crate::accounting::Accounts>,
 }
 
 fn reply(status: u16, ctype: &str, body: Vec<u8>) -> Response<Vec<u8>> {
@@ -112,10 +114,236 @@ impl ServeHttp for AdminApp {
                     Err(_) => json(500, serde_json::json!({"status": "failed"})),
                 }
             }
+            ("GET", "/admin/usage") => {
+                let query = s.req_header().uri.query().unwrap_or("").to_string();
+                self.usage(&cfg, &query).await
+            }
+            ("GET", "/admin/budgets") => json(200, self.budgets(&cfg)),
+            ("POST", "/admin/credit") => match read_body(s).await {
+                Ok(body) => self.credit(&cfg, &body).await,
+                Err(e) => bad_request(&e, None),
+            },
             _ => json(
                 404,
                 serde_json::json!({"error": {"message": format!("no admin route for {method} {path}"), "type": "invalid_request_error", "code": "not_found", "param": null}}),
             ),
+        }
+    }
+}
+
+fn bad_request(message: &str, param: Option<&str>) -> Response<Vec<u8>> {
+    json(
+        400,
+        serde_json::json!({"error": {"message": message, "type": "invalid_request_error", "code": "invalid_request", "param": param}}),
+    )
+}
+
+async fn read_body(s: &mut ServerSession) -> Result<Vec<u8>, String> {
+    let mut body = Vec::new();
+    loop {
+        match s.read_request_body().await {
+            Ok(Some(chunk)) => {
+                body.extend_from_slice(&chunk);
+                if body.len() > 64 * 1024 {
+                    return Err("the body is larger than 64 KiB".into());
+                }
+            }
+            Ok(None) => return Ok(body),
+            Err(e) => return Err(format!("cannot read the body: {e}")),
+        }
+    }
+}
+
+/// `since`/`until` (`YYYY-MM-DD`, UTC; `until` inclusive) and `group_by` (comma-separated).
+pub struct UsageQuery {
+    pub since: f64,
+    pub until: f64,
+    pub group_by: Vec<String>,
+}
+
+impl UsageQuery {
+    pub fn parse(query: &str) -> Result<UsageQuery, (String, &'static str)> {
+        use crate::accounting::budget::{Period, parse_day};
+        let now = Period::now();
+        let mut q = UsageQuery {
+            since: (now.month_start_day() * 86_400) as f64,
+            until: ((now.day + 1) * 86_400) as f64,
+            group_by: vec!["key".to_string()],
+        };
+        for pair in query.split('&').filter(|p| !p.is_empty()) {
+            let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+            let day = |v: &str, name: &'static str| {
+                parse_day(v).ok_or((
+                    format!("`{name}` must be a date YYYY-MM-DD, got `{v}`"),
+                    name,
+                ))
+            };
+            match k {
+                "since" => q.since = (day(v, "since")? * 86_400) as f64,
+                "until" => q.until = ((day(v, "until")? + 1) * 86_400) as f64,
+                "group_by" => {
+                    q.group_by = v
+                        .split(',')
+                        .filter(|g| !g.is_empty())
+                        .map(str::to_string)
+                        .collect();
+                    if q.group_by.len() > 3 {
+                        return Err(("`group_by` takes at most 3 columns".into(), "group_by"));
+                    }
+                    if let Some(g) = q
+                        .group_by
+                        .iter()
+                        .find(|g| !crate::accounting::ledger::GROUPS.contains(&g.as_str()))
+                    {
+                        return Err((
+                            format!(
+                                "cannot group by `{g}`; known: {}",
+                                crate::accounting::ledger::GROUPS.join(", ")
+                            ),
+                            "group_by",
+                        ));
+                    }
+                }
+                other => {
+                    return Err((
+                        format!("unknown parameter `{other}`; known: since, until, group_by"),
+                        "query",
+                    ));
+                }
+            }
+        }
+        Ok(q)
+    }
+}
+
+impl AdminApp {
+    async fn usage(&self, cfg: &crate::config::Config, query: &str) -> Response<Vec<u8>> {
+        let q = match UsageQuery::parse(query) {
+            Ok(q) => q,
+            Err((m, p)) => return bad_request(&m, Some(p)),
+        };
+        let Some(path) = cfg.ledger.as_ref().map(|l| l.path.clone()) else {
+            return bad_request("no ledger is configured (`ledger.path`)", None);
+        };
+        let ledger = self.accounts.ledger();
+        let r = tokio::task::spawn_blocking(move || {
+            // What finished before the query is in the answer.
+            if let Some(l) = ledger {
+                l.flush(std::time::Duration::from_secs(5));
+            }
+            let conn = crate::accounting::ledger::open_read(&path)?;
+            let groups: Vec<&str> = q.group_by.iter().map(String::as_str).collect();
+            let rows = crate::accounting::ledger::usage(&conn, q.since, q.until, &groups)?;
+            Ok::<_, String>(crate::accounting::ledger::usage_json(&rows, &groups))
+        })
+        .await;
+        match r {
+            Ok(Ok(v)) => json(200, v),
+            Ok(Err(e)) => json(
+                500,
+                serde_json::json!({"error": {"message": format!("ledger: {e}"), "type": "api_error", "code": "internal_error", "param": null}}),
+            ),
+            Err(_) => json(500, serde_json::json!({"status": "failed"})),
+        }
+    }
+
+    fn budgets(&self, cfg: &crate::config::Config) -> serde_json::Value {
+        use crate::accounting::budget::Period;
+        let p = Period::now();
+        let mut out = Vec::new();
+        let mut add = |scope: &str, limits: &crate::config::runtime::Limits| {
+            let spend = self.accounts.spends.get(scope);
+            let mut s = spend.lock().unwrap_or_else(|p| p.into_inner());
+            let remaining: serde_json::Map<String, serde_json::Value> = match &limits.budget {
+                Some(b) => s
+                    .remaining(b, p)
+                    .into_iter()
+                    .map(|(w, v)| (w.as_str().to_string(), v.into()))
+                    .collect(),
+                None => Default::default(),
+            };
+            out.push(serde_json::json!({
+                "scope": scope,
+                "rpm": limits.rpm,
+                "tpm": limits.tpm,
+                "budget": limits.budget.map(|b| serde_json::json!({
+                    "daily_usd": b.daily_usd, "monthly_usd": b.monthly_usd,
+                    "prepaid": b.prepaid, "alert_at": b.alert_at,
+                })),
+                "spent_today_usd": if s.day == p.day { s.day_usd } else { 0.0 },
+                "spent_this_month_usd": if s.month == p.month { s.month_usd } else { 0.0 },
+                "remaining_usd": remaining,
+            }));
+        };
+        let mut keys: Vec<_> = cfg.keys.values().collect();
+        keys.sort_by(|a, b| a.id.cmp(&b.id));
+        for k in keys {
+            add(&k.scope, &k.limits);
+        }
+        let mut teams: Vec<_> = cfg.teams.values().collect();
+        teams.sort_by(|a, b| a.id.cmp(&b.id));
+        for t in teams {
+            add(&t.scope, &t.limits);
+        }
+        for id in &cfg.endpoint_order {
+            if let Some(e) = cfg.endpoints.get(id)
+                && !e.limits.is_empty()
+            {
+                add(&e.scope, &e.limits);
+            }
+        }
+        serde_json::json!({ "scopes": out })
+    }
+
+    async fn credit(&self, cfg: &crate::config::Config, body: &[u8]) -> Response<Vec<u8>> {
+        #[derive(serde::Deserialize)]
+        #[serde(deny_unknown_fields)]
+        struct Credit {
+            key: Option<String>,
+            team: Option<String>,
+            usd: f64,
+        }
+        let c: Credit = match serde_json::from_slice(body) {
+            Ok(c) => c,
+            Err(e) => {
+                return bad_request(
+                    &format!("expected {{\"key\" or \"team\": id, \"usd\": amount}}: {e}"),
+                    None,
+                );
+            }
+        };
+        if !(c.usd.is_finite() && c.usd > 0.0 && c.usd <= 1e9) {
+            return bad_request("`usd` must be a positive amount", Some("usd"));
+        }
+        let (scope, budget) = match (&c.key, &c.team) {
+            (Some(k), None) => match cfg.keys.values().find(|x| &x.id == k) {
+                Some(x) => (x.scope.clone(), x.limits.budget),
+                None => return bad_request(&format!("no key `{k}` in the config"), Some("key")),
+            },
+            (None, Some(t)) => match cfg.teams.get(t) {
+                Some(x) => (x.scope.clone(), x.limits.budget),
+                None => return bad_request(&format!("no team `{t}` in the config"), Some("team")),
+            },
+            _ => return bad_request("give exactly one of `key` and `team`", None),
+        };
+        if !budget.is_some_and(|b| b.prepaid) {
+            return bad_request(
+                &format!("`{scope}` has no prepaid budget (`budget: {{prepaid: true}}`)"),
+                None,
+            );
+        }
+        let accounts = self.accounts.clone();
+        let usd = c.usd;
+        let s2 = scope.clone();
+        match tokio::task::spawn_blocking(move || accounts.credit(&s2, usd)).await {
+            Ok(balance) => {
+                tracing::info!(scope = %scope, usd, balance, "prepaid balance credited");
+                json(
+                    200,
+                    serde_json::json!({"scope": scope, "credited_usd": usd, "balance_usd": balance}),
+                )
+            }
+            Err(_) => json(500, serde_json::json!({"status": "failed"})),
         }
     }
 }

@@ -50,8 +50,12 @@ pub struct RequestCtx {
     pub rejection: Option<GatewayError>,
     /// The routing rule (and A/B arm) that chose the chain.
     pub route: Option<String>,
+    /// The end user (the request's `user` field), for per-user limits and the ledger.
+    pub user: Option<String>,
+    /// The call passed every check and went to the engine: it gets a ledger record.
+    pub dispatched: bool,
     /// The key's rate-limit state after this request, for the `X-RateLimit-*` headers.
-    pub rate: Option<crate::ingress::limits::RateState>,
+    pub rate: Option<crate::accounting::limits::RateState>,
 }
 
 impl RequestCtx {
@@ -80,6 +84,42 @@ impl RequestCtx {
             rejection: None,
             rate: None,
             route: None,
+            user: None,
+            dispatched: false,
+        }
+    }
+
+    /// The ledger's record of this call (no prompt or completion text: see `CallRecord`).
+    pub fn call_record(&self, status: u16) -> crate::accounting::ledger::CallRecord {
+        let key = self.key.as_deref();
+        crate::accounting::ledger::CallRecord {
+            ts: std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_secs_f64())
+                .unwrap_or(0.0),
+            request_id: self.request_id.clone(),
+            key: key.map(|k| k.id.clone()).unwrap_or_default(),
+            team: key.and_then(|k| k.team.as_ref()).map(|t| t.id.clone()),
+            user: self.user.clone(),
+            model: self.logical_model.clone(),
+            endpoint: self.served.as_ref().map(|e| e.id.clone()),
+            provider: self.served.as_ref().map(|e| e.provider.name.clone()),
+            task: self
+                .task
+                .and_then(|t| crate::config::schema::TASKS.get(t).copied()),
+            status,
+            outcome: match (&self.error, status) {
+                (Some(e), _) => e.kind.code(),
+                (None, 499) => "client_closed",
+                (None, _) => "ok",
+            },
+            stream: self.stream,
+            usage: self.usage.unwrap_or_default(),
+            input_cost: self.cost.map_or(0.0, |c| c.input),
+            output_cost: self.cost.map_or(0.0, |c| c.output),
+            latency_ms: self.start.elapsed().as_secs_f64() * 1000.0,
+            ttft_ms: self.ttft.map(|t| t.as_secs_f64() * 1000.0),
+            scopes: Vec::with_capacity(4),
         }
     }
 

@@ -67,6 +67,24 @@ impl ChatRequest {
         })
     }
 
+    /// Image parts over all messages (for models billed per image).
+    pub fn image_count(&self) -> u32 {
+        let n = self
+            .messages
+            .iter()
+            .filter_map(|m| match &m.content {
+                Some(Content::Parts(parts)) => Some(
+                    parts
+                        .iter()
+                        .filter(|p| matches!(p, ContentPart::ImageUrl { .. }))
+                        .count(),
+                ),
+                _ => None,
+            })
+            .sum::<usize>();
+        u32::try_from(n).unwrap_or(u32::MAX)
+    }
+
     /// A rough prompt size in characters, for context-window checks and usage estimates.
     pub fn prompt_chars(&self) -> usize {
         self.messages.iter().map(Message::text_len).sum()
@@ -225,13 +243,16 @@ pub struct FunctionCall {
 }
 
 /// Token usage as a provider reported it, normalised to OpenAI's meaning: `prompt_tokens`
-/// includes cached tokens, `cached_tokens` is the part of it read from a cache.
+/// includes every input token (cache reads and writes too), `cached_tokens` is the part read from
+/// a cache and `cache_write_tokens` the part written to one (Anthropic, Bedrock: billed apart);
+/// `completion_tokens` includes `reasoning_tokens`.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Usage {
     pub prompt_tokens: u64,
     pub completion_tokens: u64,
     pub cached_tokens: u64,
     pub reasoning_tokens: u64,
+    pub cache_write_tokens: u64,
 }
 
 impl Usage {

@@ -47,6 +47,30 @@ enum Cmd {
     HashKey { key: Option<String> },
     /// Run the provider emulator (tests, load tests, the offline demo).
     Emulate(signalbox::emulator::EmulatorArgs),
+    /// Usage and spend from the ledger, grouped (reads the SQLite file; safe while running).
+    Usage {
+        /// The config file naming the ledger (`ledger.path`).
+        #[arg(
+            short = 'c',
+            long = "config",
+            default_value = "/etc/signalbox/signalbox.yaml"
+        )]
+        config: String,
+        /// The ledger file itself (instead of reading the config).
+        #[arg(long)]
+        ledger: Option<String>,
+        /// First day, `YYYY-MM-DD` (UTC). Default: the 1st of this month.
+        #[arg(long)]
+        since: Option<String>,
+        /// Last day, inclusive. Default: today.
+        #[arg(long)]
+        until: Option<String>,
+        /// Comma-separated: key, team, user, model, endpoint, provider, task, day, outcome.
+        #[arg(long, default_value = "key")]
+        group_by: String,
+        #[arg(long, value_parser = ["csv", "json"], default_value = "csv")]
+        format: String,
+    },
 }
 
 fn main() -> ExitCode {
@@ -96,6 +120,14 @@ fn main() -> ExitCode {
             println!("{}", signalbox::ingress::auth::hash_key(&key));
             ExitCode::SUCCESS
         }
+        Cmd::Usage {
+            config,
+            ledger,
+            since,
+            until,
+            group_by,
+            format,
+        } => usage(&config, ledger, since, until, &group_by, &format),
         Cmd::Emulate(args) => match signalbox::emulator::run(args) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
@@ -103,6 +135,74 @@ fn main() -> ExitCode {
                 ExitCode::from(2)
             }
         },
+    }
+}
+
+fn usage(
+    config: &str,
+    ledger: Option<String>,
+    since: Option<String>,
+    until: Option<String>,
+    group_by: &str,
+    format: &str,
+) -> ExitCode {
+    let path = match ledger {
+        Some(p) => p,
+        None => match signalbox::config::validate::load_file(config, 1) {
+            Ok(cfg) => match cfg.ledger {
+                Some(l) => l.path.display().to_string(),
+                None => {
+                    eprintln!("signalbox usage: {config} configures no ledger (`ledger.path`)");
+                    return ExitCode::from(2);
+                }
+            },
+            Err(errors) => {
+                eprintln!(
+                    "signalbox usage: {config}: {} error(s) (or pass --ledger)",
+                    errors.len()
+                );
+                for e in errors {
+                    eprintln!("  {e}");
+                }
+                return ExitCode::from(2);
+            }
+        },
+    };
+    let mut query = format!("group_by={group_by}");
+    for (name, v) in [("since", since), ("until", until)] {
+        if let Some(v) = v {
+            query.push_str(&format!("&{name}={v}"));
+        }
+    }
+    let q = match signalbox::admin::UsageQuery::parse(&query) {
+        Ok(q) => q,
+        Err((m, _)) => {
+            eprintln!("signalbox usage: {m}");
+            return ExitCode::from(2);
+        }
+    };
+    let groups: Vec<&str> = q.group_by.iter().map(String::as_str).collect();
+    let rows = signalbox::accounting::ledger::open_read(std::path::Path::new(&path))
+        .and_then(|conn| signalbox::accounting::ledger::usage(&conn, q.since, q.until, &groups));
+    match rows {
+        Ok(rows) => {
+            if format == "json" {
+                println!(
+                    "{}",
+                    signalbox::accounting::ledger::usage_json(&rows, &groups)
+                );
+            } else {
+                print!(
+                    "{}",
+                    signalbox::accounting::ledger::usage_csv(&rows, &groups)
+                );
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("signalbox usage: {e}");
+            ExitCode::from(1)
+        }
     }
 }
 

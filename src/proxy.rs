@@ -22,7 +22,6 @@ pub struct Gateway {
     pub store: Arc<ConfigStore>,
     pub engine: Arc<Engine>,
     pub classifier: Arc<SharedClassifier>,
-    pub limits: crate::ingress::limits::RateLimits,
     ids: RequestIds,
 }
 
@@ -36,7 +35,6 @@ impl Gateway {
             store,
             engine,
             classifier,
-            limits: Default::default(),
             ids: RequestIds::new(),
         }
     }
@@ -48,13 +46,8 @@ impl Gateway {
         ctx.is_chat = true;
         let key = auth::authenticate(&cfg, session.req_header())?;
         ctx.key = Some(key.clone());
-        match self.limits.check(&key) {
-            Ok(state) => ctx.rate = state,
-            Err((e, state)) => {
-                ctx.rate = Some(state);
-                return Err(e);
-            }
-        }
+        let accounts = &self.engine.accounts;
+        accounts.admit(&key, &mut ctx.rate)?;
         check_content_type(session.req_header())?;
         let (opts, hints) = parse::options(&cfg, session.req_header())?;
         let body = parse::read_body(session, cfg.gateway.max_body_bytes).await?;
@@ -62,6 +55,21 @@ impl Gateway {
         drop(body);
         ctx.stream = req.stream;
         ctx.logical_model = Some(req.model.clone());
+        if let Some(u) = &req.user
+            && u.len() > crate::accounting::MAX_USER_LEN
+        {
+            return Err(GatewayError::new(
+                ErrorKind::InvalidRequest,
+                format!(
+                    "`user` is {} bytes long; the limit is {}",
+                    u.len(),
+                    crate::accounting::MAX_USER_LEN
+                ),
+            )
+            .with_param("user"));
+        }
+        accounts.admit_user(&key, req.user.as_deref())?;
+        ctx.user = req.user.clone();
         // Only auto-routed calls whose task the request does not already say need the classifier.
         let classified = if cfg.routing.is_some()
             && plan::is_alias(&req.model)
@@ -84,6 +92,13 @@ impl Gateway {
         };
         let plan = plan::plan(&cfg, &req, &input)?;
         ctx.chain = plan.chain;
+        if !key.byok.is_empty() {
+            // Bring-your-own-key: the same endpoints, called with the key's (or team's) own
+            // provider credentials.
+            for ep in &mut ctx.chain {
+                *ep = key.bind(ep);
+            }
+        }
         ctx.router_version = plan.router_version;
         ctx.task = plan.task;
         if let Some(r) = &plan.route {
@@ -94,6 +109,7 @@ impl Gateway {
         }
         ctx.route = plan.route;
         ctx.hedge = plan.hedge;
+        ctx.dispatched = true;
         self.engine.dispatch(session, ctx, &req, opts).await
     }
 }
@@ -195,7 +211,14 @@ impl ProxyHttp for Gateway {
         _e: Option<&pingora::Error>,
         ctx: &mut RequestCtx,
     ) {
-        telemetry::record(session, ctx);
+        let status = telemetry::record(session, ctx);
+        if ctx.dispatched
+            && let Some(key) = &ctx.key
+        {
+            self.engine
+                .accounts
+                .settle(key, ctx.served.as_deref(), ctx.call_record(status));
+        }
     }
 }
 

@@ -39,6 +39,10 @@ pub fn run(opt: Opt, config_path: &str) -> Result<(), String> {
     crate::telemetry::metrics::get()
         .config_version
         .set(cfg.version as i64);
+    // Fail at start-up, not on the first call, when the ledger cannot be written.
+    if let Some(l) = &cfg.ledger {
+        crate::accounting::ledger::open(&l.path).map_err(|e| format!("ledger.path: {e}"))?;
+    }
 
     // Pingora's ServerConf is not Clone; a serde round trip at start-up is the cheap way.
     let server_conf = serde_json::to_value(&cfg.server)
@@ -55,6 +59,22 @@ pub fn run(opt: Opt, config_path: &str) -> Result<(), String> {
         },
     ));
     let stats = engine.stats.clone();
+    let accounts = engine.accounts.clone();
+    {
+        let accounts = accounts.clone();
+        store.set_on_reload(Box::new(move || {
+            if let Some(l) = accounts.ledger() {
+                l.flush(Duration::from_secs(5));
+            }
+        }));
+    }
+    let accounting = server.add_service(background_service(
+        "accounting",
+        crate::accounting::Service {
+            accounts: accounts.clone(),
+            store: store.clone(),
+        },
+    ));
     // Loaded once by a service (after the daemon fork, see `classify::SharedClassifier`); the
     // gateway's listeners wait for it. A missing runtime or model is logged there once and the
     // keyword rules take over.
@@ -76,7 +96,9 @@ pub fn run(opt: Opt, config_path: &str) -> Result<(), String> {
     for addr in &cfg.gateway.listen {
         proxy.add_tcp(addr);
     }
-    server.add_service(proxy).add_dependency(&classifier_loader);
+    let gateway_service = server.add_service(proxy);
+    gateway_service.add_dependency(&classifier_loader);
+    gateway_service.add_dependency(&accounting);
 
     if let Some(addr) = &cfg.admin.listen {
         let mut admin = Service::new(
@@ -84,6 +106,7 @@ pub fn run(opt: Opt, config_path: &str) -> Result<(), String> {
             AdminApp {
                 store: store.clone(),
                 stats: stats.clone(),
+                accounts,
             },
         );
         admin.add_tcp(addr);

@@ -24,6 +24,9 @@ pub struct ConfigStore {
     /// The last failed reload, kept until a reload succeeds. Held only for a clone, never across
     /// an await.
     last_error: Mutex<Option<ReloadFailure>>,
+    /// Runs after a successful swap, on the reloading (blocking) thread: the ledger flushes
+    /// there, so a reload never leaves usage records behind in memory.
+    on_reload: std::sync::OnceLock<Box<dyn Fn() + Send + Sync>>,
 }
 
 #[derive(Clone, Debug)]
@@ -42,7 +45,13 @@ impl ConfigStore {
             path: path.to_string(),
             next_version: AtomicU64::new(2),
             last_error: Mutex::new(None),
+            on_reload: Default::default(),
         })
+    }
+
+    /// Sets the hook run after each successful reload (once; later calls are ignored).
+    pub fn set_on_reload(&self, hook: Box<dyn Fn() + Send + Sync>) {
+        let _ = self.on_reload.set(hook);
     }
 
     pub fn from_config(cfg: Config) -> Self {
@@ -52,6 +61,7 @@ impl ConfigStore {
             current: ArcSwap::from_pointee(cfg),
             path,
             last_error: Mutex::new(None),
+            on_reload: Default::default(),
         }
     }
 
@@ -95,6 +105,9 @@ impl ConfigStore {
                 metrics.config_reloads.with_label_values(&["ok"]).inc();
                 metrics.config_version.set(version as i64);
                 tracing::info!(version, trigger, hash = %new.hash, "config reloaded");
+                if let Some(hook) = self.on_reload.get() {
+                    hook();
+                }
                 Ok(new)
             }
             Err(errors) => {
@@ -134,6 +147,11 @@ fn restart_only_changes(old: &Config, new: &Config) -> Vec<&'static str> {
         || (!a.enabled && b.enabled)
     {
         out.push("classifier (model files, cache_entries, enabling)");
+    }
+    if old.ledger.as_ref().map(|l| (&l.path, l.flush_interval))
+        != new.ledger.as_ref().map(|l| (&l.path, l.flush_interval))
+    {
+        out.push("ledger");
     }
     out
 }

@@ -29,6 +29,8 @@ pub struct Config {
     pub model_order: Vec<String>,
     /// Keyed by the SHA-256 of the key.
     pub keys: HashMap<[u8; 32], Arc<ApiKey>>,
+    pub teams: HashMap<String, Arc<Team>>,
+    pub ledger: Option<LedgerSettings>,
     pub headers: HeaderNames,
     pub routing: Option<Routing>,
     /// Live-stats window and refresh (applied at start; stats outlive reloads).
@@ -89,6 +91,7 @@ pub struct LoggingSettings {
     pub level: String,
 }
 
+#[derive(Clone)]
 pub struct Provider {
     pub name: String,
     pub kind: ProviderKind,
@@ -114,6 +117,7 @@ pub struct Provider {
 
 /// Self-hosted replicas behind one provider: Pingora's round-robin balancer, whose health state
 /// the pool-health background service refreshes every `interval`.
+#[derive(Clone)]
 pub struct Pool {
     pub lb: Arc<pingora::lb::LoadBalancer<pingora::lb::selection::RoundRobin>>,
     pub interval: Duration,
@@ -164,12 +168,40 @@ pub struct Price {
     pub input: f64,
     pub output: f64,
     pub cached_input: f64,
+    pub cache_write: f64,
+    pub reasoning: f64,
+    /// USD per input image.
+    pub image: f64,
+    /// A fixed input charge for this call (its images at `image`): zero in the catalog, set by
+    /// [`Price::for_call`].
+    pub per_call_input: f64,
 }
 
-#[derive(Debug)]
+impl Price {
+    /// The price of one call: the endpoint's rates plus what its images cost.
+    pub fn for_call(&self, images: u32) -> Price {
+        Price {
+            per_call_input: f64::from(images) * self.image,
+            ..*self
+        }
+    }
+
+    /// [`Price::for_call`] for this request; images are only counted where they are billed.
+    pub fn for_request(&self, req: &crate::llm::ChatRequest) -> Price {
+        if self.image > 0.0 {
+            self.for_call(req.image_count())
+        } else {
+            *self
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
 pub struct Endpoint {
     /// `provider/model`, the name clients pin and headers report.
     pub id: String,
+    /// `endpoint/<id>`: its name in limiters, budgets and the ledger.
+    pub scope: String,
     pub provider: Arc<Provider>,
     pub upstream_model: String,
     pub price: Price,
@@ -182,6 +214,48 @@ pub struct Endpoint {
     pub quality: [f64; 10],
     /// (extra attempts, first backoff) when this endpoint is the chain's last resort.
     pub retry: Option<(u32, Duration)>,
+    /// The provider account's quota (`rpm`, `tpm`) and a spend cap over every key (`budget`).
+    pub limits: Limits,
+}
+
+/// Request, token and spend limits of one scope (a key, a team, an end user, an endpoint).
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Limits {
+    pub rpm: Option<u32>,
+    pub tpm: Option<u64>,
+    pub budget: Option<Budget>,
+}
+
+impl Limits {
+    pub fn is_empty(&self) -> bool {
+        self.rpm.is_none() && self.tpm.is_none() && self.budget.is_none()
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Budget {
+    pub daily_usd: Option<f64>,
+    pub monthly_usd: Option<f64>,
+    pub prepaid: bool,
+    pub alert_at: f64,
+}
+
+#[derive(Debug)]
+pub struct Team {
+    pub id: String,
+    /// `team/<id>`.
+    pub scope: String,
+    pub limits: Limits,
+    /// Limits for each end user of the team's keys.
+    pub users: Option<Limits>,
+    /// Endpoints re-bound to the team's own provider credentials (BYOK), by endpoint id.
+    pub byok: HashMap<String, Arc<Endpoint>>,
+}
+
+#[derive(Debug, Clone)]
+pub struct LedgerSettings {
+    pub path: std::path::PathBuf,
+    pub flush_interval: Duration,
 }
 
 /// The router's catalog: a chain per task, and its knobs.
@@ -230,16 +304,38 @@ pub struct LogicalModel {
 pub struct ApiKey {
     /// The config name of the key: what logs and metrics show, never the secret.
     pub id: String,
+    /// `key/<id>`.
+    pub scope: String,
     pub hash: [u8; 32],
     /// `None` = every model.
     pub models: Option<Vec<String>>,
     pub enabled: bool,
     pub hedge: bool,
-    /// Requests per minute; `None` = unlimited.
-    pub rpm: Option<u32>,
+    /// `rpm` `None` = unlimited.
+    pub limits: Limits,
+    pub team: Option<Arc<Team>>,
+    /// Limits for each end user of this key (else the team's).
+    pub users: Option<Limits>,
+    /// Endpoints re-bound to this key's (or its team's) provider credentials, by endpoint id.
+    pub byok: HashMap<String, Arc<Endpoint>>,
 }
 
 impl ApiKey {
+    /// The end-user limits that apply to this key's calls.
+    pub fn user_limits(&self) -> Option<&Limits> {
+        self.users
+            .as_ref()
+            .or_else(|| self.team.as_ref().and_then(|t| t.users.as_ref()))
+    }
+
+    /// The endpoint to call for `ep`: the key's or team's own credentials when it brought them.
+    pub fn bind(&self, ep: &Arc<Endpoint>) -> Arc<Endpoint> {
+        if self.byok.is_empty() {
+            return ep.clone();
+        }
+        self.byok.get(&ep.id).unwrap_or(ep).clone()
+    }
+
     pub fn may_use(&self, model: &str) -> bool {
         match &self.models {
             None => true,

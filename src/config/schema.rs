@@ -25,6 +25,12 @@ pub struct FileConfig {
     pub models: BTreeMap<String, yaml_serde::Value>,
     #[serde(default)]
     pub keys: BTreeMap<String, yaml_serde::Value>,
+    /// Named groups of keys with shared limits, budgets and provider credentials.
+    #[serde(default)]
+    pub teams: BTreeMap<String, yaml_serde::Value>,
+    /// The usage ledger (SQLite): one record per call, and the spend budgets are checked against.
+    #[serde(default)]
+    pub ledger: Option<yaml_serde::Value>,
     /// Task chains and the router's knobs; without it the `signalbox/*` aliases are off.
     #[serde(default)]
     pub routing: Option<yaml_serde::Value>,
@@ -400,6 +406,99 @@ pub struct EndpointSection {
     /// fall over to): a failure moves to the next member otherwise, never to a retry.
     #[serde(default)]
     pub retry: Option<RetrySection>,
+    /// The provider account's limits for this model: past them the router skips the endpoint
+    /// (`quota_exceeded`) instead of waiting for the provider's 429.
+    #[serde(default)]
+    pub quota: Option<QuotaSection>,
+    /// A spend cap on this model over every key: once spent, the router skips it
+    /// (`budget_exhausted`).
+    #[serde(default)]
+    pub budget: Option<BudgetSection>,
+}
+
+#[derive(Debug, Deserialize, Clone, Copy, Default)]
+#[serde(deny_unknown_fields)]
+pub struct QuotaSection {
+    /// Requests per minute.
+    #[serde(default)]
+    pub rpm: Option<u32>,
+    /// Tokens (input + output) per minute.
+    #[serde(default)]
+    pub tpm: Option<u64>,
+}
+
+/// Spend limits in USD. Periods are UTC calendar days and months.
+#[derive(Debug, Deserialize, Clone, Copy, Default)]
+#[serde(deny_unknown_fields)]
+pub struct BudgetSection {
+    #[serde(default)]
+    pub daily_usd: Option<f64>,
+    #[serde(default)]
+    pub monthly_usd: Option<f64>,
+    /// A prepaid balance: calls draw it down, `POST /admin/credit` tops it up, and at zero
+    /// calls are refused.
+    #[serde(default)]
+    pub prepaid: bool,
+    /// Fraction of a limit (or, prepaid, of the last credit left) at which an alert is raised
+    /// (log line + `signalbox_budget_alerts_total`). Default 0.8.
+    #[serde(default)]
+    pub alert_at: Option<f64>,
+}
+
+/// Limits applied to each end user (the request's `user` field) of a key or team.
+#[derive(Debug, Deserialize, Clone, Copy, Default)]
+#[serde(deny_unknown_fields)]
+pub struct UserLimitsSection {
+    #[serde(default)]
+    pub rpm: Option<u32>,
+    #[serde(default)]
+    pub tpm: Option<u64>,
+    #[serde(default)]
+    pub budget: Option<BudgetSection>,
+}
+
+/// Bring your own key: this team's (or key's) calls to a provider use these credentials, so
+/// they are billed to its own provider account.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CredentialSection {
+    #[serde(default)]
+    pub api_key: Option<String>,
+    #[serde(default)]
+    pub aws: Option<AwsSection>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TeamSection {
+    /// Requests per minute over all the team's keys; no limit when absent.
+    #[serde(default)]
+    pub rpm: Option<u32>,
+    #[serde(default)]
+    pub tpm: Option<u64>,
+    #[serde(default)]
+    pub budget: Option<BudgetSection>,
+    /// Limits for each end user of the team's keys.
+    #[serde(default)]
+    pub users: Option<UserLimitsSection>,
+    /// Provider credentials by provider name (BYOK).
+    #[serde(default)]
+    pub providers: BTreeMap<String, CredentialSection>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LedgerSection {
+    /// SQLite file (created if missing; WAL mode). Relative paths are relative to the working
+    /// directory. A change needs a restart.
+    pub path: String,
+    /// How often buffered records are written: the most a crash (`kill -9`) can lose.
+    #[serde(default = "default_flush_ms")]
+    pub flush_interval_ms: u64,
+}
+
+fn default_flush_ms() -> u64 {
+    1000
 }
 
 #[derive(Debug, Deserialize, Clone, Copy)]
@@ -416,7 +515,7 @@ fn default_backoff() -> u64 {
     200
 }
 
-/// USD per million tokens.
+/// USD per million tokens (`image`: USD per input image).
 #[derive(Debug, Deserialize, Default, Clone, Copy)]
 #[serde(deny_unknown_fields)]
 pub struct PriceSection {
@@ -427,6 +526,16 @@ pub struct PriceSection {
     /// Cached input read; defaults to `input` when absent.
     #[serde(default)]
     pub cached_input: Option<f64>,
+    /// Input written to a prompt cache (Anthropic, Bedrock bill it apart, e.g. 1.25x input);
+    /// defaults to `input`.
+    #[serde(default)]
+    pub cache_write: Option<f64>,
+    /// Reasoning/thinking tokens; defaults to `output` (what every major provider charges).
+    #[serde(default)]
+    pub reasoning: Option<f64>,
+    /// Per image in the request, for models billed per image rather than in tokens.
+    #[serde(default)]
+    pub image: f64,
 }
 
 #[derive(Debug, Deserialize)]
@@ -447,6 +556,20 @@ pub struct KeySection {
     /// Requests per minute (GCRA, burst = 10 s worth). Default `gateway.default_rpm`; 0 = no limit.
     #[serde(default)]
     pub rpm: Option<u32>,
+    /// Tokens (input + output) per minute; no limit when absent.
+    #[serde(default)]
+    pub tpm: Option<u64>,
+    #[serde(default)]
+    pub budget: Option<BudgetSection>,
+    /// The team this key belongs to (`teams.<name>`).
+    #[serde(default)]
+    pub team: Option<String>,
+    /// Limits for each end user (the request's `user` field) of this key.
+    #[serde(default)]
+    pub users: Option<UserLimitsSection>,
+    /// Provider credentials by provider name (BYOK); they win over the team's.
+    #[serde(default)]
+    pub providers: BTreeMap<String, CredentialSection>,
     /// Whether this key's calls may be hedged (a hedge can double the cost of a call).
     #[serde(default)]
     pub hedge: bool,

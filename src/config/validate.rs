@@ -156,6 +156,9 @@ pub fn load_str(
                 ("input", Some(e.price.input)),
                 ("output", Some(e.price.output)),
                 ("cached_input", e.price.cached_input),
+                ("cache_write", e.price.cache_write),
+                ("reasoning", e.price.reasoning),
+                ("image", Some(e.price.image)),
             ] {
                 if let Some(v) = v
                     && !(v.is_finite() && v >= 0.0)
@@ -181,6 +184,7 @@ pub fn load_str(
             endpoints.insert(
                 id.clone(),
                 Arc::new(Endpoint {
+                    scope: format!("endpoint/{id}"),
                     id: id.clone(),
                     provider: provider.clone(),
                     upstream_model: e.upstream_model.unwrap_or(model),
@@ -188,6 +192,10 @@ pub fn load_str(
                         input: e.price.input * per_token,
                         output: e.price.output * per_token,
                         cached_input: e.price.cached_input.unwrap_or(e.price.input) * per_token,
+                        cache_write: e.price.cache_write.unwrap_or(e.price.input) * per_token,
+                        reasoning: e.price.reasoning.unwrap_or(e.price.output) * per_token,
+                        image: e.price.image,
+                        per_call_input: 0.0,
                     },
                     context_window: e.context_window,
                     region: e.region,
@@ -198,6 +206,14 @@ pub fn load_str(
                     retry: e
                         .retry
                         .map(|r| (r.attempts.min(10), Duration::from_millis(r.backoff_ms))),
+                    limits: compile_limits(
+                        e.quota.unwrap_or_default().rpm,
+                        e.quota.unwrap_or_default().tpm,
+                        e.budget.as_ref(),
+                        &epath,
+                        ("quota.", "budget"),
+                        &mut errs,
+                    ),
                 }),
             );
             endpoint_order.push(id);
@@ -236,6 +252,58 @@ pub fn load_str(
         models.insert(name.clone(), Arc::new(LogicalModel { name, deployments }));
     }
 
+    // Teams, then the keys that name them.
+    let mut teams = HashMap::new();
+    for (id, value) in file.teams {
+        let path = format!("teams.{id}");
+        let Some(t) = section::<TeamSection>(value, &path, &mut errs) else {
+            continue;
+        };
+        let limits = compile_limits(
+            t.rpm,
+            t.tpm,
+            t.budget.as_ref(),
+            &path,
+            ("", "budget"),
+            &mut errs,
+        );
+        let users = t.users.map(|u| {
+            compile_limits(
+                u.rpm,
+                u.tpm,
+                u.budget.as_ref(),
+                &format!("{path}.users"),
+                ("", "budget"),
+                &mut errs,
+            )
+        });
+        let byok = compile_byok(&t.providers, &providers, &endpoints, &path, &mut errs);
+        teams.insert(
+            id.clone(),
+            Arc::new(Team {
+                scope: format!("team/{id}"),
+                id,
+                limits,
+                users,
+                byok,
+            }),
+        );
+    }
+    let mut budgets_at = Vec::new();
+    for ep in endpoints.values() {
+        if ep.limits.budget.is_some() {
+            budgets_at.push(format!(
+                "providers.{}.budget",
+                ep.id.replacen('/', ".models.", 1)
+            ));
+        }
+    }
+    for t in teams.values() {
+        if t.limits.budget.is_some() || t.users.is_some_and(|u| u.budget.is_some()) {
+            budgets_at.push(format!("teams.{}.budget", t.id));
+        }
+    }
+
     // Keys.
     let mut keys = HashMap::new();
     for (id, value) in file.keys {
@@ -253,15 +321,63 @@ pub fn load_str(
             );
             continue;
         }
+        let team = match &k.team {
+            None => None,
+            Some(name) => match teams.get(name) {
+                Some(t) => Some(Arc::clone(t)),
+                None => {
+                    errs.push(
+                        format!("{path}.team"),
+                        format!("`{name}` is not a configured team (teams.<name>)"),
+                    );
+                    None
+                }
+            },
+        };
+        let rpm = Some(k.rpm.unwrap_or(gateway.default_rpm)).filter(|r| *r > 0);
+        let limits = compile_limits(
+            rpm,
+            k.tpm,
+            k.budget.as_ref(),
+            &path,
+            ("", "budget"),
+            &mut errs,
+        );
+        let users = k.users.map(|u| {
+            compile_limits(
+                u.rpm,
+                u.tpm,
+                u.budget.as_ref(),
+                &format!("{path}.users"),
+                ("", "budget"),
+                &mut errs,
+            )
+        });
+        if limits.budget.is_some() || users.is_some_and(|u| u.budget.is_some()) {
+            budgets_at.push(format!("{path}.budget"));
+        }
+        // The key's own credentials win over its team's.
+        let mut byok = team.as_ref().map(|t| t.byok.clone()).unwrap_or_default();
+        byok.extend(compile_byok(
+            &k.providers,
+            &providers,
+            &endpoints,
+            &path,
+            &mut errs,
+        ));
         keys.insert(
             hash,
             Arc::new(ApiKey {
+                scope: format!("key/{id}"),
                 id,
                 hash,
                 models: k.models,
                 enabled: k.enabled,
                 hedge: k.hedge,
-                rpm: Some(k.rpm.unwrap_or(gateway.default_rpm)).filter(|r| *r > 0),
+                limits,
+                team,
+                users,
+                byok,
             }),
         );
     }
@@ -449,6 +565,29 @@ pub fn load_str(
         errs.push("classifier.cache_entries", "must be at most 10000000");
     }
 
+    let ledger = file.ledger.and_then(|v| {
+        let l = section::<LedgerSection>(v, "ledger", &mut errs)?;
+        if l.path.trim().is_empty() {
+            errs.push("ledger.path", "must not be empty");
+        }
+        if !(10..=60_000).contains(&l.flush_interval_ms) {
+            errs.push("ledger.flush_interval_ms", "must be within 10..60000");
+        }
+        Some(LedgerSettings {
+            path: l.path.into(),
+            flush_interval: Duration::from_millis(l.flush_interval_ms),
+        })
+    });
+    if ledger.is_none() {
+        // Spend kept only in memory would reset on restart, and a budget with it.
+        for p in budgets_at {
+            errs.push(
+                p,
+                "budgets need a `ledger` (ledger.path) so that spend survives restarts",
+            );
+        }
+    }
+
     if !errs.0.is_empty() {
         return Err(errs.0);
     }
@@ -484,12 +623,127 @@ pub fn load_str(
         models,
         model_order,
         keys,
+        teams,
+        ledger,
         headers,
         routing,
         stats_window,
         stats_refresh,
         classifier: (&classifier).into(),
     })
+}
+
+/// One scope's limits; `fields` = (prefix of `rpm`/`tpm` in error paths, name of the budget key).
+fn compile_limits(
+    rpm: Option<u32>,
+    tpm: Option<u64>,
+    budget: Option<&BudgetSection>,
+    path: &str,
+    fields: (&str, &str),
+    errs: &mut Errors,
+) -> Limits {
+    let (prefix, budget_key) = fields;
+    if rpm == Some(0) && !prefix.is_empty() {
+        errs.push(format!("{path}.{prefix}rpm"), "must be at least 1");
+    }
+    if tpm == Some(0) {
+        errs.push(
+            format!("{path}.{prefix}tpm"),
+            "must be at least 1 (leave it out for no limit)",
+        );
+    }
+    Limits {
+        rpm: rpm.filter(|r| *r > 0),
+        tpm: tpm.filter(|t| *t > 0),
+        budget: budget.and_then(|b| compile_budget(b, &format!("{path}.{budget_key}"), errs)),
+    }
+}
+
+fn compile_budget(b: &BudgetSection, path: &str, errs: &mut Errors) -> Option<Budget> {
+    let mut ok = true;
+    for (field, v) in [("daily_usd", b.daily_usd), ("monthly_usd", b.monthly_usd)] {
+        if let Some(v) = v
+            && !(v.is_finite() && v >= 0.0)
+        {
+            errs.push(
+                format!("{path}.{field}"),
+                "must be a non-negative number of USD",
+            );
+            ok = false;
+        }
+    }
+    let alert_at = b.alert_at.unwrap_or(0.8);
+    if !(alert_at > 0.0 && alert_at <= 1.0) {
+        errs.push(
+            format!("{path}.alert_at"),
+            "must be a fraction within (0, 1]",
+        );
+        ok = false;
+    }
+    if b.daily_usd.is_none() && b.monthly_usd.is_none() && !b.prepaid {
+        errs.push(path, "set `daily_usd`, `monthly_usd` or `prepaid: true`");
+        ok = false;
+    }
+    ok.then_some(Budget {
+        daily_usd: b.daily_usd,
+        monthly_usd: b.monthly_usd,
+        prepaid: b.prepaid,
+        alert_at,
+    })
+}
+
+/// BYOK: every endpoint of each named provider, re-bound to a copy of the provider that carries
+/// the given credentials (same host, pool and timeouts).
+fn compile_byok(
+    creds: &std::collections::BTreeMap<String, CredentialSection>,
+    providers: &[Arc<Provider>],
+    endpoints: &HashMap<String, Arc<Endpoint>>,
+    path: &str,
+    errs: &mut Errors,
+) -> HashMap<String, Arc<Endpoint>> {
+    let mut out = HashMap::new();
+    for (name, c) in creds {
+        let cpath = format!("{path}.providers.{name}");
+        let Some(base) = providers.iter().find(|p| &p.name == name) else {
+            errs.push(&cpath, format!("`{name}` is not a configured provider"));
+            continue;
+        };
+        let mut p = Provider::clone(base);
+        if base.kind == ProviderKind::Bedrock {
+            match &c.aws {
+                Some(a) => {
+                    p.aws = Some(AwsCredentials {
+                        region: a.region.clone(),
+                        access_key_id: a.access_key_id.clone(),
+                        secret_access_key: a.secret_access_key.clone(),
+                        session_token: a.session_token.clone().filter(|t| !t.is_empty()),
+                    })
+                }
+                None => errs.push(format!("{cpath}.aws"), "a bedrock provider's credentials are `aws: {region, access_key_id, secret_access_key}`"),
+            }
+            if c.api_key.is_some() {
+                errs.push(
+                    format!("{cpath}.api_key"),
+                    "bedrock signs with `aws`, not an API key",
+                );
+            }
+        } else {
+            match c.api_key.as_deref().filter(|k| !k.is_empty()) {
+                Some(k) => p.api_key = Some(k.to_string()),
+                None => errs.push(format!("{cpath}.api_key"), "needs the provider API key"),
+            }
+            if c.aws.is_some() {
+                errs.push(format!("{cpath}.aws"), "only bedrock providers take `aws`");
+            }
+        }
+        let p = Arc::new(p);
+        for ep in endpoints.values().filter(|e| &e.provider.name == name) {
+            let mut bound = Endpoint::clone(ep);
+            bound.provider = p.clone();
+            out.insert(ep.id.clone(), Arc::new(bound));
+        }
+    }
+    out
 }
 
 fn compile_provider(
@@ -976,6 +1230,72 @@ keys:
         assert_eq!(c.server.threads, 2);
         assert_eq!(c.server.grace_period_seconds, Some(1));
         assert_eq!(c.models["small"].deployments.len(), 1);
+    }
+
+    #[test]
+    fn teams_budgets_quotas_and_byok_compile() {
+        let text = format!(
+            "{GOOD}    team: t\n    tpm: 1000\n    budget: {{daily_usd: 5}}\n    users: {{rpm: 10}}\n\
+             teams:\n  t:\n    rpm: 100\n    budget: {{prepaid: true, alert_at: 0.5}}\n    \
+             providers:\n      emu: {{api_key: sk-team}}\n\
+             ledger:\n  path: /tmp/l.db\n"
+        )
+        .replace(
+            "price: {input: 0.15, output: 0.6}",
+            "price: {input: 0.15, output: 0.6, cache_write: 0.2, reasoning: 1.2, image: 0.001}\n        quota: {rpm: 50, tpm: 9000}\n        budget: {monthly_usd: 100}",
+        );
+        let c = load_str(&text, "t.yaml", 1, &env).unwrap();
+        let k = c.keys.values().next().unwrap();
+        assert_eq!(k.scope, "key/app");
+        assert_eq!(k.limits.tpm, Some(1000));
+        assert_eq!(k.limits.budget.unwrap().daily_usd, Some(5.0));
+        assert_eq!(k.user_limits().unwrap().rpm, Some(10));
+        let t = k.team.as_ref().unwrap();
+        assert_eq!((t.scope.as_str(), t.limits.rpm), ("team/t", Some(100)));
+        assert!(t.limits.budget.unwrap().prepaid);
+        // BYOK: the same endpoint, the team's credential; the catalog's stays.
+        let ep = &c.endpoints["emu/gpt-4o-mini"];
+        let bound = k.bind(ep);
+        assert_eq!(bound.provider.api_key.as_deref(), Some("sk-team"));
+        assert_eq!(ep.provider.api_key.as_deref(), Some("sk-emu: # not yaml"));
+        assert_eq!(ep.limits.rpm, Some(50));
+        assert_eq!(ep.limits.budget.unwrap().monthly_usd, Some(100.0));
+        assert!((ep.price.cache_write - 0.2e-6).abs() < 1e-15);
+        assert!((ep.price.reasoning - 1.2e-6).abs() < 1e-15);
+        assert_eq!(ep.price.image, 0.001);
+        assert_eq!(
+            c.ledger.as_ref().unwrap().flush_interval,
+            Duration::from_secs(1)
+        );
+    }
+
+    #[test]
+    fn accounting_mistakes_name_their_key_path() {
+        let text = format!(
+            "{GOOD}    team: nobody\n    budget: {{alert_at: 2}}\n    providers:\n      nope: {{api_key: x}}\n\
+             teams:\n  t:\n    tpm: 0\n    budget: {{daily_usd: -1}}\n    providers:\n      emu: {{}}\n"
+        );
+        let errs = load_str(&text, "t.yaml", 1, &env).unwrap_err();
+        let paths: Vec<&str> = errs.iter().map(|e| e.path.as_str()).collect();
+        for want in [
+            "keys.app.team",
+            "keys.app.budget.alert_at",
+            "keys.app.budget",
+            "keys.app.providers.nope",
+            "teams.t.tpm",
+            "teams.t.budget.daily_usd",
+            "teams.t.providers.emu.api_key",
+        ] {
+            assert!(paths.contains(&want), "{want} missing from {errs:?}");
+        }
+        // A budget without a ledger would reset on restart.
+        let text = format!("{GOOD}    budget: {{daily_usd: 1}}\n");
+        let errs = load_str(&text, "t.yaml", 1, &env).unwrap_err();
+        assert!(
+            errs.iter()
+                .any(|e| e.path == "keys.app.budget" && e.message.contains("ledger")),
+            "{errs:?}"
+        );
     }
 
     #[test]

@@ -15,10 +15,11 @@ use tokio::time::{Instant, timeout_at};
 
 use super::upstream::{self, StepError};
 use super::{DispatchOptions, Engine, FallbackReason};
+use crate::accounting::EndpointBlock;
 use crate::accounting::cost::cost;
 use std::sync::Arc;
 
-use crate::config::runtime::Endpoint;
+use crate::config::runtime::{Endpoint, Price};
 use crate::ctx::{Attempt, RequestCtx};
 use crate::error::{ErrorKind, GatewayError};
 use crate::llm::ChatRequest;
@@ -35,6 +36,7 @@ enum Won {
     Complete {
         body: Vec<u8>,
         usage: Option<crate::llm::Usage>,
+        price: Price,
     },
     /// The provider refused the request itself (400/413/422): the answer stands.
     Rejected {
@@ -50,6 +52,7 @@ struct Streaming {
     translator: Box<dyn StreamTranslator>,
     held: Vec<u8>,
     peer: HttpPeer,
+    price: Price,
 }
 
 impl Engine {
@@ -78,6 +81,21 @@ impl Engine {
                 break;
             }
             let ep = &chain[i];
+            if let Err(block) = self.accounts.endpoint_take(ep) {
+                let reason = match block {
+                    EndpointBlock::Quota => FallbackReason::QuotaExceeded,
+                    EndpointBlock::Budget => FallbackReason::BudgetExhausted,
+                };
+                m.fallbacks
+                    .with_label_values(&[ep.provider.name.as_str(), reason.as_str()])
+                    .inc();
+                ctx.attempts.push(Attempt {
+                    endpoint: ep.clone(),
+                    failure: Some(reason),
+                });
+                i += 1;
+                continue;
+            }
             let stats = self.stats.get(&ep.id);
             if !stats.breaker.allow(Instant::now()) {
                 m.fallbacks
@@ -178,6 +196,37 @@ impl Engine {
             .all(|a| a.failure == Some(FallbackReason::InvalidRequest));
         if all_rejected && let Some(e) = ctx.rejection.take() {
             return Err(e);
+        }
+        // Nothing was called because every member is at its quota or spend cap: that is the
+        // caller's limit to wait out, not an upstream failure.
+        let local = |r: FallbackReason| {
+            ctx.attempts
+                .iter()
+                .all(|a| a.failure.is_some_and(|f| f == r))
+        };
+        if local(FallbackReason::QuotaExceeded) {
+            return Err(GatewayError::new(
+                ErrorKind::RateLimited,
+                format!(
+                    "every endpoint for this model is at its provider quota (attempts: {})",
+                    ctx.attempts_header()
+                ),
+            )
+            .with_retry_after(1));
+        }
+        if ctx.attempts.iter().all(|a| {
+            matches!(
+                a.failure,
+                Some(FallbackReason::QuotaExceeded | FallbackReason::BudgetExhausted)
+            )
+        }) {
+            return Err(GatewayError::new(
+                ErrorKind::InsufficientQuota,
+                format!(
+                    "every endpoint for this model has spent its budget (attempts: {})",
+                    ctx.attempts_header()
+                ),
+            ));
         }
         Err(GatewayError::new(
             ErrorKind::UpstreamError,
@@ -371,6 +420,7 @@ impl Engine {
         opts: DispatchOptions,
     ) -> Result<Won, StepError> {
         let p = &ep.provider;
+        let price = ep.price.for_request(req);
         let (header, body) = providers::encode(req, ep).map_err(|e| {
             let mut s = StepError::new(FallbackReason::InvalidRequest, e.message.clone());
             s.rejection = Some(e);
@@ -428,17 +478,18 @@ impl Engine {
             let raw = upstream::read_body(&mut s, deadline, p.read_timeout, MAX_RESPONSE_BYTES)
                 .await
                 .map_err(on_deadline)?;
-            let decoded = providers::decode(&raw, ep)
+            let decoded = providers::decode(&raw, ep, price)
                 .map_err(|e| StepError::new(FallbackReason::InvalidResponse, e))?;
             self.release(s, &peer).await;
             return Ok(Won::Complete {
                 body: decoded.body,
                 usage: decoded.usage,
+                price,
             });
         }
         // Streaming: hold everything until the first content chunk, so that an error event or a
         // broken stream before it can still fall over.
-        let mut translator = providers::stream_translator(ep, req.include_usage);
+        let mut translator = providers::stream_translator(ep, price, req.include_usage);
         let mut held = Vec::with_capacity(1024);
         while !translator.content_started() && !translator.done() {
             let by = first_by.min(Instant::now() + p.read_timeout);
@@ -474,6 +525,7 @@ impl Engine {
             translator,
             held,
             peer,
+            price,
         })))
     }
 
@@ -507,10 +559,10 @@ impl Engine {
                     ),
                 ))
             }
-            Won::Complete { body, usage } => {
+            Won::Complete { body, usage, price } => {
                 ctx.ttft = Some(ctx.start.elapsed());
                 ctx.usage = usage;
-                ctx.cost = usage.map(|u| cost(&u, &ep.price));
+                ctx.cost = usage.map(|u| cost(&u, &price));
                 let mut h = ResponseHeader::build(200, Some(8)).map_err(internal)?;
                 h.insert_header(http::header::CONTENT_TYPE, "application/json")
                     .map_err(internal)?;
@@ -536,6 +588,7 @@ impl Engine {
                     mut translator,
                     held,
                     peer,
+                    price,
                 } = *st;
                 ctx.ttft = Some(ctx.start.elapsed());
                 let mut h = ResponseHeader::build(200, Some(8)).map_err(internal)?;
@@ -567,7 +620,7 @@ impl Engine {
                     .await;
                 ctx.upstream_time += stream_start.elapsed();
                 ctx.usage = translator.usage();
-                ctx.cost = ctx.usage.map(|u| cost(&u, &ep.price));
+                ctx.cost = ctx.usage.map(|u| cost(&u, &price));
                 let ttft = stream_start.saturating_duration_since(attempt_start);
                 let tpot = ctx.usage.filter(|u| u.completion_tokens > 1).map(|u| {
                     stream_start.elapsed() / (u.completion_tokens.min(u32::MAX as u64) as u32)

@@ -30,6 +30,11 @@ pub enum FallbackReason {
     /// This provider's codec cannot express the request (e.g. an image URL Bedrock cannot
     /// fetch): not the endpoint's fault, but another provider may take it.
     InvalidRequest,
+    /// The endpoint's provider-account quota (`quota.rpm`/`tpm`) is used up: skipped without a
+    /// call, before the provider would answer 429.
+    QuotaExceeded,
+    /// The endpoint's own spend cap (`budget`) is reached: skipped without a call.
+    BudgetExhausted,
 }
 
 impl FallbackReason {
@@ -46,6 +51,8 @@ impl FallbackReason {
             FallbackReason::StreamError => "stream_error",
             FallbackReason::InvalidResponse => "invalid_response",
             FallbackReason::InvalidRequest => "invalid_request",
+            FallbackReason::QuotaExceeded => "quota_exceeded",
+            FallbackReason::BudgetExhausted => "budget_exhausted",
         }
     }
 }
@@ -56,6 +63,8 @@ pub struct Engine {
     pub resolver: Arc<dns::Resolver>,
     /// Live latency, health and breakers per endpoint; outlives config reloads.
     pub stats: Arc<crate::route::stats::StatsRegistry>,
+    /// Limits, budgets and the ledger; outlive config reloads.
+    pub accounts: Arc<crate::accounting::Accounts>,
 }
 
 impl Engine {
@@ -68,6 +77,7 @@ impl Engine {
             connector: Connector::new(Some(opts)),
             resolver: dns::Resolver::new(Duration::from_secs(60)),
             stats: crate::route::stats::StatsRegistry::new(stats),
+            accounts: Default::default(),
         }
     }
 }

@@ -2,5 +2,4 @@
 //! and the answers the gateway gives by itself.
 pub mod answers;
 pub mod auth;
-pub mod limits;
 pub mod parse;

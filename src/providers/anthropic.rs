@@ -984,6 +984,7 @@ impl UsageParts {
             completion_tokens: self.output,
             cached_tokens: self.cache_read,
             reasoning_tokens: self.thinking,
+            cache_write_tokens: self.cache_write,
         }
     }
 }
@@ -2095,11 +2096,13 @@ providers:
                 prompt_tokens: 760,
                 completion_tokens: 63,
                 cached_tokens: 0,
-                reasoning_tokens: 0
+                reasoning_tokens: 0,
+                cache_write_tokens: 0,
             })
         );
         // And through the shared OpenAI body writer.
-        let d = crate::providers::decode(RESPONSE_TEXT.as_bytes(), &endpoint()).unwrap();
+        let d = crate::providers::decode(RESPONSE_TEXT.as_bytes(), &endpoint(), endpoint().price)
+            .unwrap();
         let v: Value = serde_json::from_slice(&d.body).unwrap();
         assert_eq!(v["id"], "chatcmpl-msg_01GJyhkguJrrqMbZNzEybYFL");
         assert_eq!(v["choices"][0]["finish_reason"], "stop");
@@ -2142,7 +2145,8 @@ providers:
                 prompt_tokens: 1210,
                 completion_tokens: 50,
                 cached_tokens: 1000,
-                reasoning_tokens: 30
+                reasoning_tokens: 30,
+                cache_write_tokens: 200,
             })
         );
         for (reason, want) in [
@@ -2196,6 +2200,7 @@ providers:
                 completion_tokens: c,
                 cached_tokens: 0,
                 reasoning_tokens: 0,
+                cache_write_tokens: 0,
             })
         };
         assert_eq!(

@@ -145,7 +145,7 @@ providers:
         let fixture: serde_json::Value =
             serde_json::from_str(include_str!("testdata/azure/chat_completions.json")).unwrap();
         let body = serde_json::to_vec(&fixture["responses"]["200"]["body"]).unwrap();
-        let d = crate::providers::decode(&body, &ep).unwrap();
+        let d = crate::providers::decode(&body, &ep, ep.price).unwrap();
         let v: serde_json::Value = serde_json::from_slice(&d.body).unwrap();
         assert_eq!(v["choices"][0]["finish_reason"], "stop");
         assert!(
@@ -166,7 +166,7 @@ providers:
         let ep = endpoint(None);
         let stream = include_bytes!("testdata/azure/stream_content_filter.sse");
         let whole = {
-            let mut t = crate::providers::stream_translator(&ep, true);
+            let mut t = crate::providers::stream_translator(&ep, ep.price, true);
             let mut out = Vec::new();
             t.feed(stream, &mut out).unwrap();
             t.finish(&mut out).unwrap();
@@ -179,7 +179,7 @@ providers:
         assert!(text.contains("\"cost_usd\":"), "{text}");
         assert!(text.ends_with("data: [DONE]\n\n"));
         for i in 0..stream.len() {
-            let mut t = crate::providers::stream_translator(&ep, true);
+            let mut t = crate::providers::stream_translator(&ep, ep.price, true);
             let mut out = Vec::new();
             t.feed(&stream[..i], &mut out).unwrap();
             t.feed(&stream[i..], &mut out).unwrap();

@@ -1480,6 +1480,7 @@ impl WireUsage {
                 .saturating_add(thoughts),
             cached_tokens: self.cached_content_token_count.unwrap_or(0),
             reasoning_tokens: thoughts,
+            cache_write_tokens: 0,
         }
     }
 }
@@ -2471,11 +2472,12 @@ providers:
                 prompt_tokens: 9,
                 completion_tokens: 28 + 244,
                 cached_tokens: 0,
-                reasoning_tokens: 244
+                reasoning_tokens: 244,
+                cache_write_tokens: 0,
             })
         );
         // Through the provider table: the OpenAI body the client gets.
-        let d = crate::providers::decode(RESPONSE_TEXT, &ep).unwrap();
+        let d = crate::providers::decode(RESPONSE_TEXT, &ep, ep.price).unwrap();
         let v: Value = serde_json::from_slice(&d.body).unwrap();
         assert_eq!(v["id"], "chatcmpl-Un6LacrVMcjUxs0PmJfWoQc");
         assert_eq!(v["choices"][0]["finish_reason"], "stop");
@@ -2517,7 +2519,7 @@ providers:
             call.id
         );
         let v: Value = serde_json::from_slice(
-            &crate::providers::decode(RESPONSE_CALL_LEGACY, &ep)
+            &crate::providers::decode(RESPONSE_CALL_LEGACY, &ep, ep.price)
                 .unwrap()
                 .body,
         )
@@ -2581,7 +2583,8 @@ providers:
                 prompt_tokens: 13,
                 completion_tokens: 2,
                 cached_tokens: 4,
-                reasoning_tokens: 0
+                reasoning_tokens: 0,
+                cache_write_tokens: 0,
             })
         );
         let r = decode(

@@ -12,7 +12,7 @@ pub mod tool_ids;
 use bytes::Bytes;
 use pingora::http::RequestHeader;
 
-use crate::config::runtime::Endpoint;
+use crate::config::runtime::{Endpoint, Price};
 use crate::engine::FallbackReason;
 use crate::error::GatewayError;
 use crate::llm::{ChatRequest, Usage};
@@ -157,38 +157,41 @@ pub fn encode(
 }
 
 /// Decodes a 2xx non-streaming body; an error means the body is unusable (fall over).
-pub fn decode(body: &[u8], ep: &Endpoint) -> Result<Decoded, String> {
+/// `price` is this call's ([`Price::for_call`]), for the cost fields spliced into the body.
+pub fn decode(body: &[u8], ep: &Endpoint, price: Price) -> Result<Decoded, String> {
     let canonical = match ep.provider.kind.codec() {
-        Codec::OpenAi | Codec::Azure => return openai::decode(body, ep),
+        Codec::OpenAi | Codec::Azure => return openai::decode(body, price),
         Codec::Anthropic => anthropic::decode(body, ep)?,
         Codec::Gemini => gemini::decode(body, ep)?,
         Codec::Bedrock => bedrock::decode(body, ep)?,
     };
     Ok(Decoded {
-        body: openai::response_body(&canonical, &ep.price),
+        body: openai::response_body(&canonical, &price),
         usage: canonical.usage,
     })
 }
 
 /// A translator for this endpoint's stream; `include_usage` is what the client asked for.
-pub fn stream_translator(ep: &Endpoint, include_usage: bool) -> Box<dyn StreamTranslator> {
+pub fn stream_translator(
+    ep: &Endpoint,
+    price: Price,
+    include_usage: bool,
+) -> Box<dyn StreamTranslator> {
     match ep.provider.kind.codec() {
-        Codec::OpenAi | Codec::Azure => {
-            Box::new(openai::OpenAiStream::new(ep.price, include_usage))
-        }
+        Codec::OpenAi | Codec::Azure => Box::new(openai::OpenAiStream::new(price, include_usage)),
         Codec::Anthropic => Box::new(Translated::new(
             anthropic::StreamDecoder::new(ep),
-            ep.price,
+            price,
             include_usage,
         )),
         Codec::Gemini => Box::new(Translated::new(
             gemini::StreamDecoder::new(ep),
-            ep.price,
+            price,
             include_usage,
         )),
         Codec::Bedrock => Box::new(Translated::new(
             bedrock::StreamDecoder::new(ep),
-            ep.price,
+            price,
             include_usage,
         )),
     }
@@ -209,5 +212,157 @@ pub fn classify_status(status: u16, _ep: &Endpoint) -> Option<FallbackReason> {
         500..=599 => Some(FallbackReason::ServerError),
         // 401/403/404 and the rest: this endpoint is misconfigured or gone; another may work.
         _ => Some(FallbackReason::InvalidResponse),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! Cost from each provider's own usage shape: cache reads, cache writes and reasoning
+    //! tokens each at their own price, through the real decoders and the body the client gets.
+    use super::*;
+
+    const PRICE: &str =
+        "{input: 1.0, output: 10.0, cached_input: 0.1, cache_write: 1.25, reasoning: 20.0}";
+
+    fn endpoints() -> crate::config::Config {
+        crate::config::validate::load_str(
+            &format!(
+                r#"
+providers:
+  oa:
+    kind: openai
+    base_url: http://127.0.0.1:1/v1
+    models: {{m: {{price: {PRICE}}}}}
+  an:
+    kind: anthropic
+    base_url: http://127.0.0.1:1
+    models: {{m: {{price: {PRICE}}}}}
+  ge:
+    kind: gemini
+    base_url: http://127.0.0.1:1
+    models: {{m: {{price: {PRICE}}}}}
+  br:
+    kind: bedrock
+    base_url: http://127.0.0.1:1
+    aws: {{region: us-east-1, access_key_id: AKID, secret_access_key: SECRET}}
+    models: {{m: {{price: {PRICE}}}}}
+"#
+            ),
+            "t",
+            1,
+            &|_| None,
+        )
+        .unwrap()
+    }
+
+    fn usage_of(body: &[u8]) -> serde_json::Value {
+        serde_json::from_slice::<serde_json::Value>(body).unwrap()["usage"].clone()
+    }
+
+    #[test]
+    fn cost_from_each_providers_usage_shape() {
+        let cfg = endpoints();
+        // Per million: plain input 1, cache read 0.1, cache write 1.25, output 10, reasoning 20.
+        // 1,000 prompt tokens of which 400 read from the cache; 300 completion tokens of which
+        // 200 reasoning.
+        let openai_in = 600.0 * 1e-6 + 400.0 * 0.1e-6;
+        let out_with_reasoning = 100.0 * 10e-6 + 200.0 * 20e-6;
+        // Anthropic and Bedrock: 100 plain + 400 read + 500 written.
+        let cache_in = 100.0 * 1e-6 + 400.0 * 0.1e-6 + 500.0 * 1.25e-6;
+        let cases: [(&str, &[u8], f64, f64, u64); 4] = [
+            (
+                "oa/m",
+                br#"{"id":"c1","object":"chat.completion","choices":[{"index":0,"message":{"role":"assistant","content":"hi"},"finish_reason":"stop"}],
+                    "usage":{"prompt_tokens":1000,"completion_tokens":300,"total_tokens":1300,
+                             "prompt_tokens_details":{"cached_tokens":400},"completion_tokens_details":{"reasoning_tokens":200}}}"#,
+                openai_in,
+                out_with_reasoning,
+                400,
+            ),
+            (
+                "an/m",
+                br#"{"id":"msg_1","type":"message","role":"assistant","model":"claude","content":[{"type":"text","text":"hi"}],
+                    "stop_reason":"end_turn","usage":{"input_tokens":100,"cache_read_input_tokens":400,
+                    "cache_creation_input_tokens":500,"output_tokens":300,"output_tokens_details":{"thinking_tokens":200}}}"#,
+                cache_in,
+                out_with_reasoning,
+                400,
+            ),
+            (
+                "ge/m",
+                br#"{"candidates":[{"content":{"role":"model","parts":[{"text":"hi"}]},"finishReason":"STOP"}],
+                    "usageMetadata":{"promptTokenCount":1000,"cachedContentTokenCount":400,"candidatesTokenCount":100,"thoughtsTokenCount":200}}"#,
+                openai_in,
+                out_with_reasoning,
+                400,
+            ),
+            (
+                "br/m",
+                br#"{"output":{"message":{"role":"assistant","content":[{"text":"hi"}]}},"stopReason":"end_turn",
+                    "usage":{"inputTokens":100,"outputTokens":300,"totalTokens":1300,"cacheReadInputTokens":400,"cacheWriteInputTokens":500},
+                    "metrics":{"latencyMs":10}}"#,
+                cache_in,
+                300.0 * 10e-6,
+                400,
+            ),
+        ];
+        for (id, body, want_in, want_out, cached) in cases {
+            let ep = &cfg.endpoints[id];
+            let d = decode(body, ep, ep.price).unwrap_or_else(|e| panic!("{id}: {e}"));
+            let u = d.usage.unwrap();
+            let c = crate::accounting::cost::cost(&u, &ep.price);
+            assert!(
+                (c.input - want_in).abs() < 1e-12,
+                "{id}: input {} vs {want_in}",
+                c.input
+            );
+            assert!(
+                (c.output - want_out).abs() < 1e-12,
+                "{id}: output {} vs {want_out}",
+                c.output
+            );
+            let v = usage_of(&d.body);
+            assert_eq!(v["prompt_tokens"], 1000, "{id}: {v}");
+            assert_eq!(v["prompt_tokens_details"]["cached_tokens"], cached, "{id}");
+            let num = |k: &str| v[k].as_f64().unwrap_or_else(|| panic!("{id}: {k} in {v}"));
+            assert!((num("input_cost_usd") - want_in).abs() < 1e-9, "{id}: {v}");
+            assert!(
+                (num("output_cost_usd") - want_out).abs() < 1e-9,
+                "{id}: {v}"
+            );
+            assert!(
+                (num("cost_usd") - (want_in + want_out)).abs() < 1e-9,
+                "{id}: {v}"
+            );
+        }
+    }
+
+    #[test]
+    fn images_billed_per_image_are_input_cost() {
+        let cfg = crate::config::validate::load_str(
+            "providers:\n  oa:\n    kind: openai\n    base_url: http://127.0.0.1:1/v1\n    models: {m: {price: {input: 1.0, output: 1.0, image: 0.01}}}\n",
+            "t",
+            1,
+            &|_| None,
+        )
+        .unwrap();
+        let ep = &cfg.endpoints["oa/m"];
+        let req = crate::ingress::parse::chat_request(
+            br#"{"model":"oa/m","messages":[{"role":"user","content":[{"type":"text","text":"compare"},
+                {"type":"image_url","image_url":{"url":"https://x/a.png"}},{"type":"image_url","image_url":{"url":"https://x/b.png"}}]}]}"#,
+        )
+        .unwrap();
+        let price = ep.price.for_request(&req);
+        let d = decode(
+            br#"{"id":"c","object":"chat.completion","choices":[{"index":0,"message":{"role":"assistant","content":"x"},"finish_reason":"stop"}],"usage":{"prompt_tokens":10,"completion_tokens":0}}"#,
+            ep,
+            price,
+        )
+        .unwrap();
+        let v = usage_of(&d.body);
+        assert!(
+            (v["input_cost_usd"].as_f64().unwrap() - (0.02 + 10e-6)).abs() < 1e-12,
+            "{v}"
+        );
     }
 }

@@ -165,6 +165,8 @@ fn parse_usage(raw: &RawValue) -> Result<(Usage, bool), String> {
                 .completion_tokens_details
                 .and_then(|d| d.reasoning_tokens)
                 .unwrap_or(0),
+            // OpenAI-format providers bill no cache writes.
+            cache_write_tokens: 0,
         },
         has_details,
     ))
@@ -223,7 +225,7 @@ struct ResponseProbe<'a> {
     error: Option<IgnoredAny>,
 }
 
-pub fn decode(body: &[u8], ep: &Endpoint) -> Result<super::Decoded, String> {
+pub fn decode(body: &[u8], price: Price) -> Result<super::Decoded, String> {
     let probe: ResponseProbe =
         serde_json::from_slice(body).map_err(|e| format!("not a chat completion: {e}"))?;
     if probe.error.is_some() {
@@ -243,7 +245,7 @@ pub fn decode(body: &[u8], ep: &Endpoint) -> Result<super::Decoded, String> {
     let end = start + raw.get().len();
     let mut out = Vec::with_capacity(body.len() + 128);
     out.extend_from_slice(&body[..start]);
-    write_usage_with_cost(&mut out, raw, &usage, has_details, &ep.price);
+    write_usage_with_cost(&mut out, raw, &usage, has_details, &price);
     out.extend_from_slice(&body[end..]);
     Ok(super::Decoded {
         body: out,
@@ -507,7 +509,7 @@ providers:
     fn non_stream_usage_gets_cost() {
         let ep = endpoint();
         let body = br#"{"id":"x","object":"chat.completion","choices":[{"index":0,"message":{"role":"assistant","content":"hi"},"finish_reason":"stop"}],"usage":{"prompt_tokens":1000,"completion_tokens":10,"total_tokens":1010,"prompt_tokens_details":{"cached_tokens":200}},"system_fingerprint":"fp"}"#;
-        let d = decode(body, &ep).unwrap();
+        let d = decode(body, ep.price).unwrap();
         let v: serde_json::Value = serde_json::from_slice(&d.body).unwrap();
         let u = &v["usage"];
         assert_eq!(u["prompt_tokens"], 1000);
@@ -520,11 +522,11 @@ providers:
         assert_eq!(d.usage.unwrap().cached_tokens, 200);
 
         let bare = br#"{"choices":[],"usage":{"prompt_tokens":4,"completion_tokens":1}}"#;
-        let d = decode(bare, &ep).unwrap();
+        let d = decode(bare, ep.price).unwrap();
         let v: serde_json::Value = serde_json::from_slice(&d.body).unwrap();
         assert_eq!(v["usage"]["prompt_tokens_details"]["cached_tokens"], 0);
-        assert!(decode(b"{\"error\":{\"message\":\"x\"}}", &ep).is_err());
-        assert!(decode(b"<html>", &ep).is_err());
+        assert!(decode(b"{\"error\":{\"message\":\"x\"}}", ep.price).is_err());
+        assert!(decode(b"<html>", ep.price).is_err());
     }
 
     const STREAM: &[u8] = b"data: {\"id\":\"c\",\"choices\":[{\"index\":0,\"delta\":{\"role\":\"assistant\",\"content\":\"\"},\"finish_reason\":null}],\"usage\":null}\n\n\
@@ -725,14 +727,14 @@ mod response_body_tests {
             usage: Some(Usage {
                 prompt_tokens: 100,
                 completion_tokens: 10,
-                cached_tokens: 0,
-                reasoning_tokens: 0,
+                ..Default::default()
             }),
         };
         let price = Price {
             input: 1e-6,
             output: 2e-6,
             cached_input: 1e-7,
+            ..Default::default()
         };
         let v: serde_json::Value = serde_json::from_slice(&response_body(&resp, &price)).unwrap();
         assert_eq!(v["id"], "chatcmpl-msg_01");

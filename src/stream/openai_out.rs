@@ -245,6 +245,11 @@ impl ChunkWriter {
                             prev.cached_tokens
                         },
                         reasoning_tokens: u.reasoning_tokens.max(prev.reasoning_tokens),
+                        cache_write_tokens: if u.cache_write_tokens > 0 {
+                            u.cache_write_tokens
+                        } else {
+                            prev.cache_write_tokens
+                        },
                     },
                     None => u,
                 };
@@ -315,6 +320,7 @@ mod tests {
                 input: 1e-6,
                 output: 2e-6,
                 cached_input: 5e-7,
+                ..Default::default()
             },
             true,
         );

@@ -30,6 +30,12 @@ pub struct Metrics {
     pub config_reloads: IntCounterVec,
     pub config_version: IntGauge,
     pub access_log_dropped: IntCounter,
+    pub key_cost: CounterVec,
+    pub budget_remaining: prometheus::GaugeVec,
+    pub budget_alerts: IntCounterVec,
+    pub limit_rejections: IntCounterVec,
+    pub ledger_write_errors: IntCounter,
+    pub ledger_dropped: IntCounter,
 }
 
 static METRICS: OnceLock<Metrics> = OnceLock::new();
@@ -237,6 +243,66 @@ impl Metrics {
                 IntCounter::new(
                     "signalbox_access_log_dropped_total",
                     "Access-log lines dropped because the writer fell behind",
+                )
+                .expect("metric"),
+            ),
+            key_cost: reg(
+                &r,
+                CounterVec::new(
+                    Opts::new(
+                        "signalbox_key_cost_usd_total",
+                        "Spend in USD by API key (config name)",
+                    ),
+                    &["key"],
+                )
+                .expect("metric"),
+            ),
+            budget_remaining: reg(
+                &r,
+                prometheus::GaugeVec::new(
+                    Opts::new(
+                        "signalbox_budget_remaining_usd",
+                        "What is left of each configured budget (key, team, endpoint scopes)",
+                    ),
+                    &["scope", "window"],
+                )
+                .expect("metric"),
+            ),
+            budget_alerts: reg(
+                &r,
+                IntCounterVec::new(
+                    Opts::new(
+                        "signalbox_budget_alerts_total",
+                        "Budgets that crossed their alert threshold",
+                    ),
+                    &["scope", "window"],
+                )
+                .expect("metric"),
+            ),
+            limit_rejections: reg(
+                &r,
+                IntCounterVec::new(
+                    Opts::new(
+                        "signalbox_limit_rejections_total",
+                        "Calls refused by a rate limit or a budget, by scope kind and limit",
+                    ),
+                    &["scope", "limit"],
+                )
+                .expect("metric"),
+            ),
+            ledger_write_errors: reg(
+                &r,
+                IntCounter::new(
+                    "signalbox_ledger_write_errors_total",
+                    "Ledger batches that failed to write (retried)",
+                )
+                .expect("metric"),
+            ),
+            ledger_dropped: reg(
+                &r,
+                IntCounter::new(
+                    "signalbox_ledger_dropped_total",
+                    "Usage records lost (writer gone, or held past the cap while writes failed)",
                 )
                 .expect("metric"),
             ),

@@ -6,8 +6,9 @@ use pingora::proxy::Session;
 
 use crate::ctx::RequestCtx;
 
-/// The logging phase: metrics and the access-log line for one finished request.
-pub fn record(session: &Session, ctx: &RequestCtx) {
+/// The logging phase: metrics and the access-log line for one finished request. Returns the
+/// status the client got (499 when it hung up first).
+pub fn record(session: &Session, ctx: &RequestCtx) -> u16 {
     let m = metrics::get();
     let elapsed = ctx.start.elapsed();
     let status = if ctx.client_gone && ctx.status == 0 {
@@ -88,6 +89,7 @@ pub fn record(session: &Session, ctx: &RequestCtx) {
         overhead_ms: overhead.as_secs_f64() * 1000.0,
         error: ctx.error.as_ref().map(|e| e.kind.code()),
     });
+    status
 }
 
 fn status_label(s: u16) -> &'static str {

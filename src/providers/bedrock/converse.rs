@@ -671,6 +671,7 @@ impl WireUsage {
             completion_tokens: self.output,
             cached_tokens: read,
             reasoning_tokens: 0,
+            cache_write_tokens: write,
         }
     }
 }

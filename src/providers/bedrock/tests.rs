@@ -172,7 +172,7 @@ fn request_errors_are_400s_before_signing() {
 #[test]
 fn text_response_fixture() {
     let body = include_bytes!("../testdata/bedrock/converse_text.json");
-    let d = crate::providers::decode(body, &ep()).unwrap();
+    let d = crate::providers::decode(body, &ep(), ep().price).unwrap();
     let v: serde_json::Value = serde_json::from_slice(&d.body).unwrap();
     assert_eq!(v["object"], "chat.completion");
     assert_eq!(v["model"], "anthropic.claude-3-haiku-20240307-v1:0");
@@ -193,7 +193,8 @@ fn text_response_fixture() {
             prompt_tokens: 1036,
             completion_tokens: 31,
             cached_tokens: 1024,
-            reasoning_tokens: 0
+            reasoning_tokens: 0,
+            cache_write_tokens: 0,
         }
     );
     assert_eq!(v["usage"]["total_tokens"], 1067);
@@ -202,7 +203,7 @@ fn text_response_fixture() {
     assert_eq!(v["usage"]["input_cost_usd"].as_f64().unwrap(), 0.0001144);
     assert_eq!(v["usage"]["output_cost_usd"].as_f64().unwrap(), 0.000155);
     // Same body, same id.
-    let again = crate::providers::decode(body, &ep()).unwrap();
+    let again = crate::providers::decode(body, &ep(), ep().price).unwrap();
     let v2: serde_json::Value = serde_json::from_slice(&again.body).unwrap();
     assert_eq!(v["id"], v2["id"]);
 }
@@ -210,7 +211,7 @@ fn text_response_fixture() {
 #[test]
 fn tool_use_response_fixture() {
     let body = include_bytes!("../testdata/bedrock/converse_tool_use.json");
-    let d = crate::providers::decode(body, &ep()).unwrap();
+    let d = crate::providers::decode(body, &ep(), ep().price).unwrap();
     let v: serde_json::Value = serde_json::from_slice(&d.body).unwrap();
     let choice = &v["choices"][0];
     assert_eq!(choice["finish_reason"], "tool_calls");
@@ -342,7 +343,7 @@ fn normalize(out: &[u8]) -> String {
 
 fn translate(stream: &[u8], cuts: &[usize]) -> Result<(String, Option<Usage>, bool), StreamFault> {
     let ep = ep();
-    let mut t = crate::providers::stream_translator(&ep, true);
+    let mut t = crate::providers::stream_translator(&ep, ep.price, true);
     let mut out = Vec::new();
     let mut last = 0;
     for &c in cuts.iter().chain(std::iter::once(&stream.len())) {
@@ -417,7 +418,8 @@ fn tool_stream_becomes_openai_chunks() {
             prompt_tokens: 2468,
             completion_tokens: 128,
             cached_tokens: 2048,
-            reasoning_tokens: 0
+            reasoning_tokens: 0,
+            cache_write_tokens: 0,
         }
     );
 }

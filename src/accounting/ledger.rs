@@ -1,0 +1,565 @@
+//! The usage ledger: one record per call and the spend per scope and day, in SQLite (WAL).
+//!
+//! The request path only sends a record down a channel; a dedicated thread writes whatever
+//! arrived in one transaction every `flush_interval` (default 1 s), so a crash (`kill -9`) loses
+//! at most one interval. A reload, a credit, a usage query and process exit flush at once.
+//! Records hold no prompt or completion text: who, what, how much, how long, how it ended.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender, SyncSender};
+use std::sync::{Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+use rusqlite::{Connection, OpenFlags, params};
+
+use crate::llm::Usage;
+
+/// One finished call.
+#[derive(Debug, Clone, Default)]
+pub struct CallRecord {
+    /// Unix seconds.
+    pub ts: f64,
+    pub request_id: String,
+    pub key: String,
+    pub team: Option<String>,
+    pub user: Option<String>,
+    /// The model the client asked for (a logical model, an alias or an endpoint id).
+    pub model: Option<String>,
+    pub endpoint: Option<String>,
+    pub provider: Option<String>,
+    pub task: Option<&'static str>,
+    pub status: u16,
+    /// `ok`, or the error code the client got.
+    pub outcome: &'static str,
+    pub stream: bool,
+    pub usage: Usage,
+    pub input_cost: f64,
+    pub output_cost: f64,
+    pub latency_ms: f64,
+    pub ttft_ms: Option<f64>,
+    /// The spend scopes this call's cost counts against (`key/…`, `team/…`, `user/…`,
+    /// `endpoint/…`).
+    pub scopes: Vec<String>,
+}
+
+enum Msg {
+    Call(Box<CallRecord>),
+    Credit(String, f64),
+    Flush(SyncSender<()>),
+}
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS calls (
+    id INTEGER PRIMARY KEY,
+    ts REAL NOT NULL,
+    day TEXT NOT NULL,
+    request_id TEXT NOT NULL,
+    key TEXT NOT NULL,
+    team TEXT,
+    user TEXT,
+    model TEXT,
+    endpoint TEXT,
+    provider TEXT,
+    task TEXT,
+    status INTEGER NOT NULL,
+    outcome TEXT NOT NULL,
+    stream INTEGER NOT NULL,
+    prompt_tokens INTEGER NOT NULL,
+    completion_tokens INTEGER NOT NULL,
+    cached_tokens INTEGER NOT NULL,
+    cache_write_tokens INTEGER NOT NULL,
+    reasoning_tokens INTEGER NOT NULL,
+    input_cost_usd REAL NOT NULL,
+    output_cost_usd REAL NOT NULL,
+    cost_usd REAL NOT NULL,
+    latency_ms REAL NOT NULL,
+    ttft_ms REAL
+);
+CREATE INDEX IF NOT EXISTS calls_ts ON calls(ts);
+CREATE TABLE IF NOT EXISTS spend (
+    scope TEXT NOT NULL,
+    day TEXT NOT NULL,
+    usd REAL NOT NULL,
+    PRIMARY KEY (scope, day)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS balance (
+    scope TEXT PRIMARY KEY,
+    usd REAL NOT NULL
+) WITHOUT ROWID;
+";
+
+/// Opens (creating if needed) the ledger for writing.
+pub fn open(path: &Path) -> Result<Connection, String> {
+    let conn = Connection::open(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    conn.busy_timeout(Duration::from_secs(5))
+        .map_err(|e| e.to_string())?;
+    // WAL: readers (usage queries, the CLI) never block the writer. FULL: a committed batch
+    // survives a power cut too, at one fsync per flush interval.
+    conn.pragma_update(None, "journal_mode", "WAL")
+        .and_then(|_| conn.pragma_update(None, "synchronous", "FULL"))
+        .and_then(|_| conn.execute_batch(SCHEMA))
+        .map_err(|e| format!("{}: {e}", path.display()))?;
+    Ok(conn)
+}
+
+/// Opens the ledger for queries only.
+pub fn open_read(path: &Path) -> Result<Connection, String> {
+    let conn = Connection::open_with_flags(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )
+    .map_err(|e| format!("{}: {e}", path.display()))?;
+    conn.busy_timeout(Duration::from_secs(5))
+        .map_err(|e| e.to_string())?;
+    Ok(conn)
+}
+
+/// Per-day spend rows from `since_day` on, as (scope, day number, usd).
+pub fn load_spend(conn: &Connection, since_day: i64) -> Result<Vec<(String, i64, f64)>, String> {
+    let since = super::budget::day_string(since_day);
+    let mut st = conn
+        .prepare("SELECT scope, day, usd FROM spend WHERE day >= ?1")
+        .map_err(|e| e.to_string())?;
+    let rows = st
+        .query_map([since], |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, f64>(2)?,
+            ))
+        })
+        .map_err(|e| e.to_string())?;
+    let mut out = Vec::new();
+    for row in rows {
+        let (scope, day, usd) = row.map_err(|e| e.to_string())?;
+        if let Some(d) = super::budget::parse_day(&day) {
+            out.push((scope, d, usd));
+        }
+    }
+    Ok(out)
+}
+
+pub fn load_balances(conn: &Connection) -> Result<Vec<(String, f64)>, String> {
+    let mut st = conn
+        .prepare("SELECT scope, usd FROM balance")
+        .map_err(|e| e.to_string())?;
+    let rows = st
+        .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, f64>(1)?)))
+        .map_err(|e| e.to_string())?;
+    rows.collect::<Result<_, _>>().map_err(|e| e.to_string())
+}
+
+/// Writes one batch in one transaction.
+fn write_batch(
+    conn: &mut Connection,
+    calls: &[Box<CallRecord>],
+    credits: &[(String, f64)],
+) -> rusqlite::Result<()> {
+    let tx = conn.transaction()?;
+    {
+        let mut ins = tx.prepare_cached(
+            "INSERT INTO calls (ts, day, request_id, key, team, user, model, endpoint, provider, task,
+                status, outcome, stream, prompt_tokens, completion_tokens, cached_tokens,
+                cache_write_tokens, reasoning_tokens, input_cost_usd, output_cost_usd, cost_usd,
+                latency_ms, ttft_ms)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17,
+                ?18, ?19, ?20, ?21, ?22, ?23)",
+        )?;
+        let mut spend: HashMap<(&str, i64), f64> = HashMap::new();
+        let mut days: HashMap<i64, String> = HashMap::new();
+        for c in calls {
+            let day_n = (c.ts as i64).div_euclid(86_400);
+            let day: &str = days
+                .entry(day_n)
+                .or_insert_with(|| super::budget::day_string(day_n));
+            let cost = c.input_cost + c.output_cost;
+            ins.execute(params![
+                c.ts,
+                day,
+                c.request_id,
+                c.key,
+                c.team,
+                c.user,
+                c.model,
+                c.endpoint,
+                c.provider,
+                c.task,
+                c.status,
+                c.outcome,
+                c.stream,
+                c.usage.prompt_tokens as i64,
+                c.usage.completion_tokens as i64,
+                c.usage.cached_tokens as i64,
+                c.usage.cache_write_tokens as i64,
+                c.usage.reasoning_tokens as i64,
+                c.input_cost,
+                c.output_cost,
+                cost,
+                c.latency_ms,
+                c.ttft_ms,
+            ])?;
+            if cost > 0.0 {
+                for s in &c.scopes {
+                    *spend.entry((s.as_str(), day_n)).or_default() += cost;
+                }
+            }
+        }
+        // Credits first: a balance created in this batch is drawn down by this batch's calls.
+        let mut credit = tx.prepare_cached(
+            "INSERT INTO balance (scope, usd) VALUES (?1, ?2)
+             ON CONFLICT (scope) DO UPDATE SET usd = usd + excluded.usd",
+        )?;
+        for (scope, usd) in credits {
+            credit.execute(params![scope, usd])?;
+        }
+        let mut up = tx.prepare_cached(
+            "INSERT INTO spend (scope, day, usd) VALUES (?1, ?2, ?3)
+             ON CONFLICT (scope, day) DO UPDATE SET usd = usd + excluded.usd",
+        )?;
+        let mut bal = tx.prepare_cached("UPDATE balance SET usd = usd - ?2 WHERE scope = ?1")?;
+        let mut by_scope: HashMap<&str, f64> = HashMap::new();
+        for ((scope, day_n), usd) in &spend {
+            up.execute(params![scope, days[day_n], usd])?;
+            *by_scope.entry(scope).or_default() += usd;
+        }
+        for (scope, usd) in by_scope {
+            bal.execute(params![scope, usd])?;
+        }
+    }
+    tx.commit()
+}
+
+/// Records held after a failed write are capped: past this, the oldest are dropped (and
+/// counted) rather than growing without bound while the disk is full.
+const MAX_PENDING: usize = 200_000;
+
+fn writer(mut conn: Connection, rx: Receiver<Msg>, interval: Duration) {
+    let mut calls: Vec<Box<CallRecord>> = Vec::new();
+    let mut credits: Vec<(String, f64)> = Vec::new();
+    let mut next = Instant::now() + interval;
+    loop {
+        let msg = rx.recv_timeout(next.saturating_duration_since(Instant::now()));
+        let mut ack = None;
+        let disconnected = match msg {
+            Ok(Msg::Call(c)) => {
+                calls.push(c);
+                if Instant::now() < next {
+                    continue;
+                }
+                false
+            }
+            Ok(Msg::Credit(s, usd)) => {
+                credits.push((s, usd));
+                continue;
+            }
+            Ok(Msg::Flush(a)) => {
+                ack = Some(a);
+                false
+            }
+            Err(RecvTimeoutError::Timeout) => false,
+            Err(RecvTimeoutError::Disconnected) => true,
+        };
+        if !calls.is_empty() || !credits.is_empty() {
+            match write_batch(&mut conn, &calls, &credits) {
+                Ok(()) => {
+                    calls.clear();
+                    credits.clear();
+                }
+                Err(e) => {
+                    crate::telemetry::metrics::get().ledger_write_errors.inc();
+                    tracing::error!(error = %e, pending = calls.len(), "ledger write failed; will retry");
+                    if calls.len() > MAX_PENDING {
+                        let drop = calls.len() - MAX_PENDING;
+                        calls.drain(..drop);
+                        crate::telemetry::metrics::get()
+                            .ledger_dropped
+                            .inc_by(drop as u64);
+                    }
+                }
+            }
+        }
+        if let Some(a) = ack {
+            let _ = a.send(());
+        }
+        if disconnected {
+            return;
+        }
+        next = Instant::now() + interval;
+    }
+}
+
+/// The sending side, shared by every worker thread.
+pub struct Ledger {
+    tx: Mutex<Sender<Msg>>,
+}
+
+static EXIT_HOOK: OnceLock<&'static Ledger> = OnceLock::new();
+
+impl Ledger {
+    /// Starts the writer thread on an open connection.
+    pub fn start(conn: Connection, interval: Duration) -> Result<Ledger, String> {
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::Builder::new()
+            .name("signalbox-ledger".into())
+            .spawn(move || writer(conn, rx, interval))
+            .map_err(|e| format!("cannot start the ledger writer: {e}"))?;
+        Ok(Ledger { tx: Mutex::new(tx) })
+    }
+
+    fn send(&self, m: Msg) -> bool {
+        // The lock guards a channel send (no I/O, never held across an await).
+        self.tx.lock().map(|tx| tx.send(m).is_ok()).unwrap_or(false)
+    }
+
+    pub fn record(&self, c: CallRecord) {
+        if !self.send(Msg::Call(Box::new(c))) {
+            crate::telemetry::metrics::get().ledger_dropped.inc();
+        }
+    }
+
+    pub fn credit(&self, scope: String, usd: f64) {
+        self.send(Msg::Credit(scope, usd));
+    }
+
+    /// Blocks until everything sent before has been written (or `timeout`). Not for async
+    /// workers: call it from a blocking thread.
+    pub fn flush(&self, timeout: Duration) -> bool {
+        let (ack, done) = std::sync::mpsc::sync_channel(1);
+        self.send(Msg::Flush(ack)) && done.recv_timeout(timeout).is_ok()
+    }
+
+    /// Flushes at process exit too: Pingora ends with `std::process::exit`, which runs C
+    /// `atexit` handlers but no Rust destructors.
+    pub fn flush_at_exit(ledger: &'static Ledger) {
+        if EXIT_HOOK.set(ledger).is_ok() {
+            unsafe extern "C" {
+                fn atexit(cb: extern "C" fn()) -> std::ffi::c_int;
+            }
+            extern "C" fn hook() {
+                if let Some(l) = EXIT_HOOK.get() {
+                    l.flush(Duration::from_secs(5));
+                }
+            }
+            // SAFETY: registers a plain `extern "C" fn()` with libc; the handler only touches a
+            // 'static value.
+            unsafe {
+                atexit(hook);
+            }
+        }
+    }
+}
+
+/// One row of a usage report.
+#[derive(Debug, serde::Serialize)]
+pub struct UsageRow {
+    pub group: Vec<Option<String>>,
+    pub calls: u64,
+    pub errors: u64,
+    pub prompt_tokens: u64,
+    pub completion_tokens: u64,
+    pub cached_tokens: u64,
+    pub cost_usd: f64,
+    pub input_cost_usd: f64,
+    pub output_cost_usd: f64,
+}
+
+/// The columns a report can be grouped by (names are the API's; no SQL comes from the caller).
+pub const GROUPS: [&str; 9] = [
+    "key", "team", "user", "model", "endpoint", "provider", "task", "day", "outcome",
+];
+
+/// Totals between `since` and `until` (unix seconds), grouped by `group_by` (each one of
+/// [`GROUPS`]).
+pub fn usage(
+    conn: &Connection,
+    since: f64,
+    until: f64,
+    group_by: &[&str],
+) -> Result<Vec<UsageRow>, String> {
+    for g in group_by {
+        if !GROUPS.contains(g) {
+            return Err(format!(
+                "cannot group by `{g}`; known: {}",
+                GROUPS.join(", ")
+            ));
+        }
+    }
+    let cols = if group_by.is_empty() {
+        "NULL".to_string()
+    } else {
+        group_by.join(", ")
+    };
+    let order = if group_by.is_empty() {
+        "1".to_string()
+    } else {
+        group_by.join(", ")
+    };
+    let sql = format!(
+        "SELECT {cols}, COUNT(*), SUM(status >= 400), SUM(prompt_tokens), SUM(completion_tokens),
+                SUM(cached_tokens), SUM(cost_usd), SUM(input_cost_usd), SUM(output_cost_usd)
+         FROM calls WHERE ts >= ?1 AND ts < ?2 GROUP BY {order} ORDER BY {order}"
+    );
+    let n = group_by.len().max(1);
+    let mut st = conn.prepare(&sql).map_err(|e| e.to_string())?;
+    let rows = st
+        .query_map(params![since, until], |r| {
+            let mut group = Vec::with_capacity(n);
+            for i in 0..n {
+                group.push(r.get::<_, Option<String>>(i)?);
+            }
+            Ok(UsageRow {
+                group: if group_by.is_empty() {
+                    Vec::new()
+                } else {
+                    group
+                },
+                calls: r.get::<_, i64>(n)? as u64,
+                errors: r.get::<_, Option<i64>>(n + 1)?.unwrap_or(0) as u64,
+                prompt_tokens: r.get::<_, Option<i64>>(n + 2)?.unwrap_or(0) as u64,
+                completion_tokens: r.get::<_, Option<i64>>(n + 3)?.unwrap_or(0) as u64,
+                cached_tokens: r.get::<_, Option<i64>>(n + 4)?.unwrap_or(0) as u64,
+                cost_usd: r.get::<_, Option<f64>>(n + 5)?.unwrap_or(0.0),
+                input_cost_usd: r.get::<_, Option<f64>>(n + 6)?.unwrap_or(0.0),
+                output_cost_usd: r.get::<_, Option<f64>>(n + 7)?.unwrap_or(0.0),
+            })
+        })
+        .map_err(|e| e.to_string())?;
+    let mut out: Vec<UsageRow> = rows.collect::<Result<_, _>>().map_err(|e| e.to_string())?;
+    // COUNT(*) over no rows still yields one row when ungrouped.
+    out.retain(|r| r.calls > 0);
+    Ok(out)
+}
+
+/// The report as CSV (header line first).
+pub fn usage_csv(rows: &[UsageRow], group_by: &[&str]) -> String {
+    let mut s = String::new();
+    for g in group_by {
+        s.push_str(g);
+        s.push(',');
+    }
+    s.push_str("calls,errors,prompt_tokens,completion_tokens,cached_tokens,cost_usd,input_cost_usd,output_cost_usd\n");
+    for r in rows {
+        for g in &r.group {
+            s.push_str(&csv_field(g.as_deref().unwrap_or("")));
+            s.push(',');
+        }
+        s.push_str(&format!(
+            "{},{},{},{},{},{},{},{}\n",
+            r.calls,
+            r.errors,
+            r.prompt_tokens,
+            r.completion_tokens,
+            r.cached_tokens,
+            super::cost::fmt_usd(r.cost_usd),
+            super::cost::fmt_usd(r.input_cost_usd),
+            super::cost::fmt_usd(r.output_cost_usd)
+        ));
+    }
+    s
+}
+
+fn csv_field(v: &str) -> String {
+    if v.contains([',', '"', '\n', '\r']) {
+        format!("\"{}\"", v.replace('"', "\"\""))
+    } else {
+        v.to_string()
+    }
+}
+
+/// The report as JSON: `{"group_by": [...], "rows": [{"key": ..., "calls": ...}, ...]}`.
+pub fn usage_json(rows: &[UsageRow], group_by: &[&str]) -> serde_json::Value {
+    let rows: Vec<serde_json::Value> = rows
+        .iter()
+        .map(|r| {
+            let mut m = serde_json::Map::new();
+            for (g, v) in group_by.iter().zip(&r.group) {
+                m.insert((*g).to_string(), serde_json::json!(v));
+            }
+            m.insert("calls".into(), r.calls.into());
+            m.insert("errors".into(), r.errors.into());
+            m.insert("prompt_tokens".into(), r.prompt_tokens.into());
+            m.insert("completion_tokens".into(), r.completion_tokens.into());
+            m.insert("cached_tokens".into(), r.cached_tokens.into());
+            m.insert("cost_usd".into(), r.cost_usd.into());
+            m.insert("input_cost_usd".into(), r.input_cost_usd.into());
+            m.insert("output_cost_usd".into(), r.output_cost_usd.into());
+            serde_json::Value::Object(m)
+        })
+        .collect();
+    serde_json::json!({ "group_by": group_by, "rows": rows })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn call(key: &str, ts: f64, cost: f64) -> CallRecord {
+        CallRecord {
+            ts,
+            request_id: "req_1".into(),
+            key: key.into(),
+            team: Some("t".into()),
+            model: Some("signalbox/auto".into()),
+            endpoint: Some("openai/gpt-5".into()),
+            provider: Some("openai".into()),
+            task: Some("code"),
+            status: 200,
+            outcome: "ok",
+            usage: Usage {
+                prompt_tokens: 100,
+                completion_tokens: 10,
+                ..Default::default()
+            },
+            input_cost: cost * 0.75,
+            output_cost: cost * 0.25,
+            latency_ms: 12.0,
+            scopes: vec![format!("key/{key}"), "team/t".into()],
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn writes_batches_and_reads_back_spend_balances_and_usage() {
+        let dir = std::env::temp_dir().join(format!("sb-ledger-{}", std::process::id()));
+        let _ = std::fs::create_dir_all(&dir);
+        let path = dir.join("l.db");
+        let _ = std::fs::remove_file(&path);
+        let l = Ledger::start(open(&path).unwrap(), Duration::from_secs(3600)).unwrap();
+        let day = super::super::budget::parse_day("2026-11-23").unwrap() as f64 * 86_400.0;
+        l.credit("team/t".into(), 10.0);
+        l.record(call("a", day + 10.0, 0.4));
+        l.record(call("a", day + 20.0, 0.4));
+        l.record(call("b", day - 10.0, 1.0)); // the day before
+        assert!(
+            l.flush(Duration::from_secs(10)),
+            "an explicit flush writes at once"
+        );
+
+        let r = open_read(&path).unwrap();
+        let mut spend = load_spend(&r, 0).unwrap();
+        spend.sort_by(|a, b| a.partial_cmp(b).unwrap());
+        let today = (day / 86_400.0) as i64;
+        assert_eq!(spend.len(), 4);
+        assert!(spend.contains(&("key/a".into(), today, 0.8)));
+        assert!(spend.contains(&("team/t".into(), today - 1, 1.0)));
+        let bal = load_balances(&r).unwrap();
+        assert_eq!(bal.len(), 1);
+        assert!((bal[0].1 - (10.0 - 1.8)).abs() < 1e-9, "{bal:?}");
+
+        let rows = usage(&r, 0.0, f64::MAX, &["key"]).unwrap();
+        assert_eq!(rows.len(), 2);
+        assert_eq!(rows[0].group, vec![Some("a".to_string())]);
+        assert_eq!((rows[0].calls, rows[0].prompt_tokens), (2, 200));
+        assert!((rows[0].cost_usd - 0.8).abs() < 1e-9);
+        let by_day = usage(&r, day, f64::MAX, &["day", "task"]).unwrap();
+        assert_eq!(by_day.len(), 1);
+        assert_eq!(by_day[0].group[0].as_deref(), Some("2026-11-23"));
+        assert!(usage(&r, 0.0, 1.0, &[]).unwrap().is_empty());
+        assert!(usage(&r, 0.0, 1.0, &["key; DROP TABLE calls"]).is_err());
+        let csv = usage_csv(&rows, &["key"]);
+        assert!(csv.starts_with("key,calls,errors,"), "{csv}");
+        assert!(csv.contains("\na,2,0,200,20,0,0.8,0.6,0.2\n"), "{csv}");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}

@@ -1,0 +1,482 @@
+//! Accounting end to end, against the real gateway and emulator: budgets that run out in the
+//! middle of an agent loop and stay spent across a restart, prepaid balances credited by the
+//! admin API, team / end-user / token limits, provider quotas routed around, bring-your-own-key,
+//! the usage report (admin API and CLI), and a `kill -9` that loses at most one flush interval.
+
+mod common;
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use common::*;
+
+/// One call of an agent loop. `emu/m` answers with 1,000 completion tokens (output price 2.0 per
+/// million), so each call costs a little over $0.002.
+fn step(model: &str) -> String {
+    serde_json::json!({
+        "model": model,
+        "messages": [{"role": "user", "content": "Plan the next step."}],
+    })
+    .to_string()
+}
+
+fn call(port: u16, key: &str, body: &str) -> Response {
+    Req::post(port, "/v1/chat/completions", body.to_string())
+        .header("Authorization", &format!("Bearer {key}"))
+        .send()
+}
+
+fn cost_of(r: &Response) -> f64 {
+    r.header("x-signalbox-cost-usd")
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no cost header: {:?}", r.headers))
+}
+
+fn one_provider(emu: &Proc) -> String {
+    provider(
+        "emu",
+        &format!("http://127.0.0.1:{}/v1", emu.port),
+        &[("m", "gpt-4o-mini?tokens=1000")],
+        "",
+    )
+}
+
+fn ledger_yaml(path: &std::path::Path, flush_ms: u64) -> String {
+    format!(
+        "ledger:\n  path: {}\n  flush_interval_ms: {flush_ms}\n",
+        path.display()
+    )
+}
+
+fn admin(g: &Gateway, method: &str, path: &str, body: &str) -> Response {
+    if method == "GET" {
+        Req::get(g.admin_port, path).send()
+    } else {
+        Req::post(g.admin_port, path, body.to_string()).send()
+    }
+}
+
+#[test]
+fn a_budget_runs_out_mid_agent_loop_and_a_restart_does_not_reset_it() {
+    let emu = emulator(&[]);
+    let dir = TempDir::new();
+    let ledger = dir.0.join("ledger.db");
+    let limit = 0.01;
+    let extra = format!(
+        "  agent:\n    sha256: \"{}\"\n    budget: {{daily_usd: {limit}}}\n{}",
+        sha256_hex("sk-agent"),
+        ledger_yaml(&ledger, 50)
+    );
+    let g = start_gateway_with(&one_provider(&emu), "", &extra);
+
+    // The loop runs until the budget says no.
+    let mut costs = Vec::new();
+    let mut refusal = None;
+    for _ in 0..50 {
+        let r = call(g.proc.port, "sk-agent", &step("emu/m"));
+        match r.status {
+            200 => costs.push(cost_of(&r)),
+            429 => {
+                refusal = Some(r);
+                break;
+            }
+            s => panic!("unexpected {s}: {}", r.text()),
+        }
+    }
+    let refusal = refusal.expect("the budget never ran out");
+    let c = costs[0];
+    assert!(costs.iter().all(|x| (x - c).abs() < 1e-12), "{costs:?}");
+    // Spend is checked before each call: calls are admitted while spend < limit.
+    let expected = (limit / c).ceil() as usize;
+    assert_eq!(costs.len(), expected, "each call costs {c}");
+    let e = refusal.json();
+    assert_eq!(e["error"]["code"], "insufficient_quota", "{e}");
+    assert_eq!(e["error"]["type"], "insufficient_quota");
+    let msg = e["error"]["message"].as_str().unwrap();
+    assert!(
+        msg.contains("daily budget") && msg.contains("key `agent`"),
+        "{msg}"
+    );
+    assert!(
+        refusal.header("x-ratelimit-limit").is_some(),
+        "rate-limit headers on refusals too"
+    );
+    // The alert fired once the spend crossed 80 %.
+    let metrics = admin(&g, "GET", "/metrics", "").text();
+    assert!(
+        metrics.contains("signalbox_budget_alerts_total{scope=\"key/agent\",window=\"daily\"} 1"),
+        "{}",
+        metrics
+            .lines()
+            .filter(|l| l.contains("budget"))
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
+    assert!(
+        metrics.contains("signalbox_limit_rejections_total{limit=\"budget\",scope=\"key\"} 1"),
+        "rejection counted"
+    );
+
+    // The usage report agrees with the headers.
+    let u = admin(&g, "GET", "/admin/usage?group_by=key", "").json();
+    let row = u["rows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["key"] == "agent")
+        .cloned()
+        .unwrap_or_else(|| panic!("{u}"));
+    assert_eq!(row["calls"], expected as u64);
+    let total: f64 = costs.iter().sum();
+    assert!(
+        (row["cost_usd"].as_f64().unwrap() - total).abs() < 1e-9,
+        "{row}"
+    );
+    let bad = admin(&g, "GET", "/admin/usage?group_by=prompt", "");
+    assert_eq!(bad.status, 400);
+    assert_eq!(bad.json()["error"]["param"], "group_by");
+
+    // A restart keeps the spend: the very first call is refused.
+    drop(g);
+    let g = start_gateway_with(&one_provider(&emu), "", &extra);
+    let r = call(g.proc.port, "sk-agent", &step("emu/m"));
+    assert_eq!(r.status, 429, "{}", r.text());
+    assert_eq!(r.json()["error"]["code"], "insufficient_quota");
+    // Other keys are not affected.
+    assert_eq!(call(g.proc.port, KEY, &step("emu/m")).status, 200);
+
+    // The CLI reads the same ledger (safe while the gateway runs: WAL).
+    let out = std::process::Command::new(BIN)
+        .args([
+            "usage",
+            "--ledger",
+            ledger.to_str().unwrap(),
+            "--group-by",
+            "key,outcome",
+            "--format",
+            "csv",
+        ])
+        .output()
+        .expect("signalbox usage");
+    let csv = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(csv.starts_with("key,outcome,calls,"), "{csv}");
+    assert!(
+        csv.lines()
+            .any(|l| l.starts_with(&format!("agent,ok,{expected},"))),
+        "{csv}"
+    );
+    let json = std::process::Command::new(BIN)
+        .args([
+            "usage",
+            "--ledger",
+            ledger.to_str().unwrap(),
+            "--format",
+            "json",
+            "--since",
+            "2020-01-01",
+        ])
+        .output()
+        .expect("signalbox usage");
+    let v: serde_json::Value = serde_json::from_slice(&json.stdout).expect("json");
+    assert_eq!(v["group_by"][0], "key");
+}
+
+#[test]
+fn a_prepaid_balance_is_spent_and_credited_by_the_admin() {
+    let emu = emulator(&[]);
+    let dir = TempDir::new();
+    let extra = format!(
+        "  prepaid:\n    sha256: \"{}\"\n    budget: {{prepaid: true}}\n{}",
+        sha256_hex("sk-prepaid"),
+        ledger_yaml(&dir.0.join("ledger.db"), 1000)
+    );
+    let g = start_gateway_with(&one_provider(&emu), "", &extra);
+    let r = call(g.proc.port, "sk-prepaid", &step("emu/m"));
+    assert_eq!(r.status, 429);
+    assert!(r.text().contains("prepaid balance"), "{}", r.text());
+
+    let credit = admin(
+        &g,
+        "POST",
+        "/admin/credit",
+        r#"{"key":"prepaid","usd":0.005}"#,
+    );
+    assert_eq!(credit.status, 200, "{}", credit.text());
+    assert_eq!(credit.json()["balance_usd"], 0.005);
+    let mut ok = 0;
+    let mut spent = 0.0;
+    while ok < 20 {
+        let r = call(g.proc.port, "sk-prepaid", &step("emu/m"));
+        if r.status != 200 {
+            assert_eq!(r.json()["error"]["code"], "insufficient_quota");
+            break;
+        }
+        spent += cost_of(&r);
+        ok += 1;
+    }
+    assert_eq!(ok, (0.005 / (spent / ok as f64)).ceil() as usize);
+    let b = admin(&g, "GET", "/admin/budgets", "").json();
+    let scope = b["scopes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["scope"] == "key/prepaid")
+        .cloned()
+        .unwrap();
+    assert_eq!(scope["remaining_usd"]["prepaid"], 0.0, "{scope}");
+
+    // Crediting a key without a prepaid budget, or nonsense, is a 400 naming the problem.
+    for (body, needle) in [
+        (r#"{"key":"test","usd":1}"#, "no prepaid budget"),
+        (r#"{"key":"nobody","usd":1}"#, "no key `nobody`"),
+        (r#"{"key":"prepaid","usd":-1}"#, "positive"),
+        (r#"{"key":"prepaid"}"#, "usd"),
+    ] {
+        let r = admin(&g, "POST", "/admin/credit", body);
+        assert_eq!(r.status, 400, "{body}");
+        assert!(r.text().contains(needle), "{body}: {}", r.text());
+    }
+}
+
+#[test]
+fn team_end_user_and_token_limits() {
+    let emu = emulator(&[]);
+    let dir = TempDir::new();
+    let extra = format!(
+        "  k1:\n    sha256: \"{}\"\n    team: squad\n  k2:\n    sha256: \"{}\"\n    team: squad\n  \
+         k3:\n    sha256: \"{}\"\n    users: {{rpm: 2}}\n  k4:\n    sha256: \"{}\"\n    tpm: 600\n\
+         teams:\n  squad:\n    rpm: 4\n{}",
+        sha256_hex("sk-k1"),
+        sha256_hex("sk-k2"),
+        sha256_hex("sk-k3"),
+        sha256_hex("sk-k4"),
+        ledger_yaml(&dir.0.join("ledger.db"), 1000)
+    );
+    let g = start_gateway_with(&one_provider(&emu), "", &extra);
+    let port = g.proc.port;
+    let small = chat("emu/m", false);
+
+    // The team's 4 rpm allows a burst of one: then both keys wait.
+    let r = call(port, "sk-k1", &small);
+    assert_eq!(r.status, 200);
+    let r = call(port, "sk-k2", &small);
+    assert_eq!(r.status, 429, "{}", r.text());
+    assert_eq!(r.json()["error"]["code"], "rate_limit_exceeded");
+    assert!(r.text().contains("team `squad`"), "{}", r.text());
+    assert!(r.header("retry-after").is_some());
+
+    // End users of k3: two calls each per minute (burst 1), counted apart.
+    let as_user = |u: &str| {
+        serde_json::json!({"model": "emu/m", "user": u, "messages": [{"role": "user", "content": "hi"}]})
+            .to_string()
+    };
+    assert_eq!(call(port, "sk-k3", &as_user("alice")).status, 200);
+    let r = call(port, "sk-k3", &as_user("alice"));
+    assert_eq!(r.status, 429);
+    assert!(r.text().contains("user `alice`"), "{}", r.text());
+    assert_eq!(call(port, "sk-k3", &as_user("bob")).status, 200);
+    // Calls without `user` are not per-user limited.
+    assert_eq!(call(port, "sk-k3", &small).status, 200);
+    let long = "u".repeat(300);
+    let r = call(port, "sk-k3", &as_user(&long));
+    assert_eq!(r.status, 400);
+    assert_eq!(r.json()["error"]["param"], "user");
+
+    // k4: 600 tokens per minute (burst 100). A 1,000-token call is admitted (no debt yet) and
+    // charged; the next waits for the debt to drain.
+    assert_eq!(call(port, "sk-k4", &step("emu/m")).status, 200);
+    let r = call(port, "sk-k4", &small);
+    assert_eq!(r.status, 429, "{}", r.text());
+    assert!(r.text().contains("token limit of 600"), "{}", r.text());
+    let wait: u64 = r.header("retry-after").unwrap().parse().unwrap();
+    assert!(
+        (60..=120).contains(&wait),
+        "about 900 tokens of debt at 10/s: {wait}"
+    );
+}
+
+#[test]
+fn provider_quotas_are_routed_around_and_byok_calls_use_the_teams_own_key() {
+    let emu = emulator(&[]);
+    // An emulator that only accepts the team's own key.
+    let byo = {
+        let port = free_port();
+        let child = std::process::Command::new(BIN)
+            .args([
+                "emulate",
+                "--listen",
+                &format!("127.0.0.1:{port}"),
+                "--api-key",
+                "sk-team-own-9f3c",
+            ])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("emulator");
+        wait_port(port, "byok emulator");
+        Proc {
+            child,
+            port,
+            name: "byok emulator",
+        }
+    };
+    let dir = TempDir::new();
+    let providers = format!(
+        "  a:\n    kind: openai\n    base_url: http://127.0.0.1:{p}/v1\n    api_key: sk-upstream\n    models:\n      \
+         m:\n        price: {{input: 1.0, output: 2.0}}\n        quota: {{rpm: 12}}\n  \
+         b:\n    kind: openai\n    base_url: http://127.0.0.1:{p}/v1\n    api_key: sk-upstream\n    models:\n      \
+         m:\n        price: {{input: 1.0, output: 2.0}}\n  \
+         own:\n    kind: openai\n    base_url: http://127.0.0.1:{q}/v1\n    api_key: sk-house-key\n    models:\n      \
+         m:\n        price: {{input: 1.0, output: 2.0}}\n",
+        p = emu.port,
+        q = byo.port
+    );
+    let models = "";
+    let extra = format!(
+        "  member:\n    sha256: \"{}\"\n    team: byo\nteams:\n  byo:\n    providers:\n      own: {{api_key: sk-team-own-9f3c}}\n{}",
+        sha256_hex("sk-member"),
+        ledger_yaml(&dir.0.join("ledger.db"), 1000)
+    );
+    let g = start_gateway_logged(&providers, models, &extra);
+    let port = g.proc.port;
+
+    // `a/m` may take 12 a minute, burst 2: the third call goes to `b/m` without touching `a`.
+    // (An explicit fallback list keeps the order fixed; the pool would order by live latency.)
+    let ordered = serde_json::json!({
+        "model": "a/m", "models": ["b/m"], "messages": [{"role": "user", "content": "hi"}]
+    })
+    .to_string();
+    let mut served = Vec::new();
+    for _ in 0..3 {
+        let r = call(port, KEY, &ordered);
+        assert_eq!(r.status, 200, "{}", r.text());
+        served.push((
+            r.header("x-signalbox-endpoint").unwrap().to_string(),
+            r.header("x-signalbox-attempts").unwrap().to_string(),
+        ));
+    }
+    assert_eq!(served[0].0, "a/m");
+    assert_eq!(served[1].0, "a/m");
+    assert_eq!(
+        served[2],
+        ("b/m".to_string(), "a/m:quota_exceeded,b/m:ok".to_string())
+    );
+    // Pinned to the exhausted endpoint alone: 429 from the gateway, not a provider call.
+    let r = call(port, KEY, &chat("a/m", false));
+    assert_eq!(r.status, 429, "{}", r.text());
+    assert!(r.text().contains("provider quota"), "{}", r.text());
+
+    // BYOK: the team's key reaches the provider; the house key does not work there.
+    let r = call(port, "sk-member", &chat("own/m", false));
+    assert_eq!(r.status, 200, "{}", r.text());
+    let r = call(port, KEY, &chat("own/m", false));
+    assert_eq!(
+        r.status,
+        502,
+        "the house key is refused upstream: {}",
+        r.text()
+    );
+
+    // The team's credential shows up nowhere.
+    std::thread::sleep(Duration::from_millis(300)); // the access log's batch
+    let mut outputs = vec![
+        admin(&g, "GET", "/metrics", "").text(),
+        admin(&g, "GET", "/admin/config", "").text(),
+        admin(&g, "GET", "/admin/budgets", "").text(),
+        r.text(),
+        g.stderr(),
+    ];
+    outputs.push(
+        std::fs::read_to_string(g.config_path.parent().unwrap().join("access.log"))
+            .unwrap_or_default(),
+    );
+    for o in &outputs {
+        assert!(
+            !o.contains("sk-team-own-9f3c") && !o.contains("sk-house-key"),
+            "leaked: {o}"
+        );
+    }
+}
+
+#[test]
+fn kill_9_loses_at_most_one_flush_interval() {
+    let emu = emulator(&[]);
+    let dir = TempDir::new();
+    let ledger = dir.0.join("ledger.db");
+    let flush_ms = 200;
+    let extra = ledger_yaml(&ledger, flush_ms);
+    let mut g = start_gateway_with(&one_provider(&emu), "", &extra);
+    let port = g.proc.port;
+
+    // Four clients call as fast as they can, noting each request id and when its answer ended.
+    let done: Arc<Mutex<Vec<(String, Instant)>>> = Arc::default();
+    let stop = Arc::new(AtomicBool::new(false));
+    let clients: Vec<_> = (0..4)
+        .map(|_| {
+            let done = done.clone();
+            let stop = stop.clone();
+            std::thread::spawn(move || {
+                while !stop.load(Ordering::Relaxed) {
+                    let req = Req::post(port, "/v1/chat/completions", chat("emu/m", false));
+                    match req.try_send() {
+                        Ok(r) if r.status == 200 => {
+                            let id = r.header("x-signalbox-request-id").unwrap().to_string();
+                            done.lock().unwrap().push((id, Instant::now()));
+                        }
+                        _ => break,
+                    }
+                }
+            })
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(2500));
+    let killed_at = Instant::now();
+    g.proc.signal("KILL");
+    let _ = g.proc.child.wait();
+    stop.store(true, Ordering::Relaxed);
+    for c in clients {
+        let _ = c.join();
+    }
+
+    let done = done.lock().unwrap().clone();
+    assert!(
+        done.len() > 50,
+        "too little traffic to judge: {}",
+        done.len()
+    );
+    let conn = rusqlite::Connection::open(&ledger).expect("ledger");
+    let integrity: String = conn
+        .query_row("PRAGMA integrity_check", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(integrity, "ok");
+    let mut st = conn.prepare("SELECT request_id FROM calls").unwrap();
+    let stored: std::collections::HashSet<String> = st
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    // Anything answered more than one interval (plus a generous scheduling margin on this
+    // shared machine) before the kill must be on disk.
+    let horizon = killed_at - Duration::from_millis(flush_ms) - Duration::from_millis(500);
+    let old: Vec<_> = done.iter().filter(|(_, t)| *t < horizon).collect();
+    let missing: Vec<_> = old.iter().filter(|(id, _)| !stored.contains(id)).collect();
+    let lost = done.iter().filter(|(id, _)| !stored.contains(id)).count();
+    println!(
+        "kill -9: {} answered, {} stored, {} lost (all within the last interval)",
+        done.len(),
+        stored.len(),
+        lost
+    );
+    assert!(missing.is_empty(), "{} old records lost", missing.len());
+
+    // The gateway starts again on the same file (WAL recovery).
+    drop(g);
+    let g = start_gateway_with(&one_provider(&emu), "", &extra);
+    assert_eq!(call(g.proc.port, KEY, &chat("emu/m", false)).status, 200);
+}
