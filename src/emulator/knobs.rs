@@ -23,6 +23,7 @@
 //! | `inband_status=1` | streams: a failing `status` (or `fail_first`) answers 200 and then that status's in-band error event (Bedrock throttles this way); `error_event` places it, default `before` |
 //! | `cached_tokens=N` | the prompt counts N more tokens, all read from the provider's prompt cache |
 //! | `tail_pct=P&tail_ms=N` | a heavy tail: P % of requests (pseudo-random, deterministic per process) wait N ms more before the header |
+//! | `fault_pct=P` | the fault knobs (`status`, `fail_first`, `stall_after`, `drop_after`, `error_event`) apply to P % of requests only (pseudo-random, deterministic per process); the others are served normally. Default 100 |
 //!
 //! Unknown knobs and unparsable values are 400 errors naming the knob. Stream knobs whose N
 //! exceeds the number of content chunks never fire.
@@ -85,25 +86,52 @@ pub struct Knobs {
     pub cached_tokens: u64,
     pub tail_pct: f64,
     pub tail_ms: u64,
+    /// Share of requests (percent) the fault knobs apply to.
+    pub fault_pct: f64,
+}
+
+/// A uniform draw in 0..10_000 from a process-wide counter (splitmix64): cheap, and reproducible
+/// from a fresh process. Each caller passes its own counter so the draws stay independent.
+fn draw(counter: &std::sync::atomic::AtomicU64) -> u64 {
+    let mut z = counter
+        .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+        .wrapping_add(0x9e37_79b9_7f4a_7c15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^= z >> 31;
+    z % 10_000
 }
 
 impl Knobs {
     /// Applies the heavy-tail knobs: this request is in the tail with probability `tail_pct`.
-    pub fn roll_tail(&mut self) {
-        use std::sync::atomic::{AtomicU64, Ordering};
+    /// Returns whether it is.
+    pub fn roll_tail(&mut self) -> bool {
+        use std::sync::atomic::AtomicU64;
         static N: AtomicU64 = AtomicU64::new(0);
         if self.tail_pct <= 0.0 || self.tail_ms == 0 {
+            return false;
+        }
+        if (draw(&N) as f64) < self.tail_pct * 100.0 {
+            self.latency_ms = self.latency_ms.saturating_add(self.tail_ms);
+            return true;
+        }
+        false
+    }
+
+    /// Applies `fault_pct`: with probability `1 - fault_pct` this request drops its fault knobs
+    /// and is served normally.
+    pub fn roll_faults(&mut self) {
+        use std::sync::atomic::AtomicU64;
+        static N: AtomicU64 = AtomicU64::new(0);
+        if self.fault_pct >= 100.0 {
             return;
         }
-        // splitmix64 over a counter: uniform, cheap and reproducible from a fresh process.
-        let mut z = N
-            .fetch_add(1, Ordering::Relaxed)
-            .wrapping_add(0x9e37_79b9_7f4a_7c15);
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^= z >> 31;
-        if ((z % 10_000) as f64) < self.tail_pct * 100.0 {
-            self.latency_ms = self.latency_ms.saturating_add(self.tail_ms);
+        if (draw(&N) as f64) >= self.fault_pct * 100.0 {
+            self.status = None;
+            self.fail_first = None;
+            self.stall_after = None;
+            self.drop_after = None;
+            self.error_event = None;
         }
     }
 
@@ -124,6 +152,7 @@ impl Knobs {
             cached_tokens: 0,
             tail_pct: 0.0,
             tail_ms: 0,
+            fault_pct: 100.0,
         }
     }
 
@@ -204,6 +233,13 @@ pub fn parse_knobs(query: Option<&str>, defaults: &Defaults) -> Result<Knobs, Kn
                     .ok_or_else(|| err(name, value, "expected a percentage within 0..100"))?
             }
             "tail_ms" => k.tail_ms = int(name, value, MAX_DELAY_MS)?,
+            "fault_pct" => {
+                k.fault_pct = value
+                    .parse::<f64>()
+                    .ok()
+                    .filter(|p| (0.0..=100.0).contains(p))
+                    .ok_or_else(|| err(name, value, "expected a percentage within 0..100"))?
+            }
             _ => {
                 return Err(KnobError {
                     knob: name.to_string(),
@@ -314,11 +350,32 @@ mod tests {
             ("m?tokens", "tokens"),
             ("m?inband_status=2", "inband_status"),
             ("m?cached_tokens=x", "cached_tokens"),
+            ("m?fault_pct=101", "fault_pct"),
+            ("m?fault_pct=x", "fault_pct"),
         ] {
             let e = parse(model).unwrap_err();
             assert_eq!(e.knob, knob, "{model}");
             assert!(e.to_string().contains(knob), "{model}: {e}");
         }
+    }
+
+    #[test]
+    fn fault_pct_applies_faults_to_about_that_share() {
+        let mut faulty = 0;
+        for _ in 0..2000 {
+            let (_, mut k) = parse("m?status=503&drop_after=2&fault_pct=30").unwrap();
+            k.roll_faults();
+            match (k.status, k.drop_after) {
+                (Some(503), Some(2)) => faulty += 1,
+                (None, None) => {}
+                other => panic!("knobs must be kept or dropped together: {other:?}"),
+            }
+        }
+        // Other tests draw from the same counter concurrently: only the share is checked.
+        assert!((400..800).contains(&faulty), "{faulty} of 2000");
+        let (_, mut k) = parse("m?status=429").unwrap();
+        k.roll_faults();
+        assert_eq!(k.status, Some(429), "the default applies faults always");
     }
 
     #[test]

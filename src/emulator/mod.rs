@@ -492,7 +492,10 @@ impl Emulator {
             }
         };
         self.stats.record_chat(base, req.include_usage);
-        knobs.roll_tail();
+        if knobs.roll_tail() {
+            self.stats.fault("tail");
+        }
+        knobs.roll_faults();
 
         let failing = match knobs.fail_first {
             Some(n) => self.stats.fail_slot(req.model, n) && knobs.failure_status() != 200,
@@ -500,6 +503,7 @@ impl Emulator {
         };
         // `inband_status`: a failing stream still answers 200, then errors in-band.
         let inband = (failing && req.stream && knobs.inband_status).then(|| knobs.failure_status());
+        self.count_fault(&knobs, failing, inband.is_some(), req.stream);
         if failing && inband.is_none() {
             if self.pause_ms(session, knobs.latency_ms).await.is_err() {
                 return Flow::Close;
@@ -556,6 +560,21 @@ impl Emulator {
             }
             self.respond(session, 200, content_type, &headers, body, None, true)
                 .await
+        }
+    }
+
+    /// Counts the fault this request is armed with, if any (for `/_emulator/stats`).
+    fn count_fault(&self, k: &Knobs, failing: bool, inband: bool, stream: bool) {
+        let status = k.failure_status();
+        if failing {
+            let kind = if inband { "inband" } else { "status" };
+            self.stats.fault(&format!("{kind}_{status}"));
+        } else if stream && k.drop_after.is_some() {
+            self.stats.fault("drop");
+        } else if stream && k.stall_after.is_some() {
+            self.stats.fault("stall");
+        } else if stream && k.error_event.is_some() {
+            self.stats.fault("error_event");
         }
     }
 
@@ -662,6 +681,7 @@ impl Emulator {
                 Flow::Close
             }
             StreamEnd::Dropped | StreamEnd::StallExpired => {
+                self.stats.aborted();
                 if session.is_http2() {
                     // h2 discards DATA frames still queued for a stream when it is reset, and
                     // Pingora offers no "flushed" signal; without this pause the client would

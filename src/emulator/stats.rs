@@ -15,6 +15,8 @@ pub struct Stats {
     requests: AtomicU64,
     disconnects: AtomicU64,
     completed: AtomicU64,
+    /// Streams the emulator abandoned itself (`drop_after`, or a stall nobody hung up on).
+    aborted: AtomicU64,
     last_body_bytes: AtomicU64,
     max_body_bytes: AtomicU64,
     inner: Mutex<Inner>,
@@ -33,6 +35,9 @@ struct Inner {
     last_headers_seen: Vec<String>,
     /// Requests seen per exact model string, for `fail_first`.
     fail_counts: HashMap<String, u64>,
+    /// Faults injected, by kind (`status_503`, `inband_529`, `drop`, `stall`, `error_event`,
+    /// `tail`).
+    faults: BTreeMap<String, u64>,
 }
 
 impl Stats {
@@ -93,6 +98,21 @@ impl Stats {
         seen <= n
     }
 
+    /// One injected fault of this kind.
+    pub fn fault(&self, kind: &str) {
+        let mut inner = self.inner();
+        match inner.faults.get_mut(kind) {
+            Some(n) => *n += 1,
+            None => {
+                inner.faults.insert(kind.to_string(), 1);
+            }
+        }
+    }
+
+    pub fn aborted(&self) {
+        self.aborted.fetch_add(1, Relaxed);
+    }
+
     pub fn disconnected(&self) {
         self.disconnects.fetch_add(1, Relaxed);
     }
@@ -108,6 +128,7 @@ impl Stats {
             &self.requests,
             &self.disconnects,
             &self.completed,
+            &self.aborted,
             &self.last_body_bytes,
             &self.max_body_bytes,
         ] {
@@ -117,7 +138,7 @@ impl Stats {
     }
 
     pub fn snapshot(&self, name: &str) -> Value {
-        let (by_model, http2, auth, usage, last, path, headers) = {
+        let (by_model, http2, auth, usage, last, path, headers, faults) = {
             let inner = self.inner();
             (
                 inner.by_model.clone(),
@@ -127,6 +148,7 @@ impl Stats {
                 inner.last_request.clone(),
                 inner.last_path.clone(),
                 inner.last_headers_seen.clone(),
+                inner.faults.clone(),
             )
         };
         let last_request = last
@@ -146,6 +168,8 @@ impl Stats {
             "last_headers_seen": headers,
             "disconnects": self.disconnects.load(Relaxed),
             "completed": self.completed.load(Relaxed),
+            "aborted": self.aborted.load(Relaxed),
+            "faults": faults,
         })
     }
 }
@@ -180,7 +204,12 @@ mod tests {
         s.record_chat("m", None);
         s.completed();
         s.disconnected();
+        s.aborted();
+        s.fault("drop");
+        s.fault("drop");
         let v = s.snapshot("e");
+        assert_eq!(v["aborted"], 1);
+        assert_eq!(v["faults"], json!({"drop": 2}));
         assert_eq!(v["requests"], 2);
         assert_eq!(v["by_model"]["m"], 2);
         assert_eq!(v["last_body_bytes"], 2);
@@ -209,6 +238,7 @@ mod tests {
         assert_eq!(v["by_model"], json!({}));
         assert_eq!(v["last_path"], Value::Null);
         assert_eq!(v["last_headers_seen"], json!([]));
+        assert_eq!((v["aborted"].as_u64(), &v["faults"]), (Some(0), &json!({})));
     }
 
     #[test]

@@ -124,12 +124,23 @@ pub struct Gateway {
     pub proc: Proc,
     pub admin_port: u16,
     pub config_path: std::path::PathBuf,
+    /// Where the gateway's stderr goes, for gateways started by `start_gateway_logged`.
+    pub stderr_log: Option<std::path::PathBuf>,
     _dir: TempDir,
 }
 
 impl Gateway {
     pub fn url(&self, path: &str) -> String {
         self.proc.url(path)
+    }
+
+    /// The captured stderr so far (empty when it is not captured).
+    pub fn stderr(&self) -> String {
+        self.stderr_log
+            .as_ref()
+            .and_then(|p| std::fs::read(p).ok())
+            .map(|b| String::from_utf8_lossy(&b).into_owned())
+            .unwrap_or_default()
     }
 }
 
@@ -225,20 +236,64 @@ pub fn start_gateway(providers: &str, models: &str) -> Gateway {
 
 /// As `start_gateway`, with extra top-level YAML (e.g. a `routing:` section).
 pub fn start_gateway_with(providers: &str, models: &str, extra: &str) -> Gateway {
+    spawn_gateway(providers, models, extra, false, &|y| y)
+}
+
+/// As `start_gateway_with`, with the whole config text edited first (e.g. the `server:`
+/// timings).
+pub fn start_gateway_edited(
+    providers: &str,
+    models: &str,
+    extra: &str,
+    edit: &dyn Fn(String) -> String,
+) -> Gateway {
+    spawn_gateway(providers, models, extra, false, edit)
+}
+
+/// As `start_gateway_with`, with stderr captured to a file (`Gateway::stderr`), e.g. to scan it
+/// for panics.
+pub fn start_gateway_logged(providers: &str, models: &str, extra: &str) -> Gateway {
+    spawn_gateway(providers, models, extra, true, &|y| y)
+}
+
+fn spawn_gateway(
+    providers: &str,
+    models: &str,
+    extra: &str,
+    capture: bool,
+    edit: &dyn Fn(String) -> String,
+) -> Gateway {
     let dir = TempDir::new();
     let port = free_port();
     let admin_port = free_port();
     let config_path = dir.0.join("signalbox.yaml");
     let mut yaml = config_yaml(port, admin_port, &dir.0, providers, models);
     yaml.push_str(extra);
-    std::fs::write(&config_path, yaml).expect("write config");
+    let yaml = edit(yaml);
+    std::fs::write(&config_path, &yaml).expect("write config");
+    let stderr_log = capture.then(|| dir.0.join("stderr.log"));
+    let stderr = match &stderr_log {
+        Some(p) => Stdio::from(std::fs::File::create(p).expect("stderr log")),
+        None => Stdio::inherit(),
+    };
     let child = Command::new(BIN)
         .args(["run", "-c", config_path.to_str().expect("utf8 path")])
         .stdout(Stdio::null())
-        .stderr(Stdio::inherit())
+        .stderr(stderr)
         .spawn()
         .expect("spawn gateway");
-    wait_port(port, "gateway");
+    let mut child = child;
+    let until = Instant::now() + Duration::from_secs(30);
+    while TcpStream::connect(("127.0.0.1", port)).is_err() {
+        if let Ok(Some(status)) = child.try_wait() {
+            panic!("the gateway exited ({status}) instead of listening; its config:\n{yaml}");
+        }
+        assert!(
+            Instant::now() < until,
+            "gateway did not listen on {port} within 30 s"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
     Gateway {
         proc: Proc {
             child,
@@ -247,6 +302,7 @@ pub fn start_gateway_with(providers: &str, models: &str, extra: &str) -> Gateway
         },
         admin_port,
         config_path,
+        stderr_log,
         _dir: dir,
     }
 }
