@@ -4,6 +4,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use http::HeaderName;
 use pingora::http::ResponseHeader;
 
 use crate::accounting::cost::{Cost, fmt_usd};
@@ -154,9 +155,13 @@ impl RequestCtx {
         let n = &cfg.headers;
         let _ = h.insert_header(n.request_id.clone(), self.request_id.as_str());
         if let Some(r) = &self.rate {
-            let _ = h.insert_header("x-ratelimit-limit", r.limit);
-            let _ = h.insert_header("x-ratelimit-remaining", r.remaining);
-            let _ = h.insert_header("x-ratelimit-reset", r.reset_secs);
+            // Static names: no parsing or allocation per response.
+            const LIMIT: HeaderName = HeaderName::from_static("x-ratelimit-limit");
+            const REMAINING: HeaderName = HeaderName::from_static("x-ratelimit-remaining");
+            const RESET: HeaderName = HeaderName::from_static("x-ratelimit-reset");
+            let _ = h.insert_header(LIMIT, r.limit);
+            let _ = h.insert_header(REMAINING, r.remaining);
+            let _ = h.insert_header(RESET, r.reset_secs);
         }
         if !self.is_chat {
             return;

@@ -110,7 +110,7 @@ impl Gateway {
         ctx.route = plan.route;
         ctx.hedge = plan.hedge;
         ctx.dispatched = true;
-        self.engine.dispatch(session, ctx, &req, opts).await
+        Box::pin(self.engine.dispatch(session, ctx, &req, opts)).await
     }
 }
 

@@ -119,8 +119,9 @@ impl Engine {
                 None
             };
             if let Some(j) = partner {
-                match self
-                    .hedged(session, ctx, req, (ep, &chain[j]), deadline, opts)
+                // Boxed, like the attempt and delivery below: each nested future would otherwise
+                // make this one (and every move of it) as large as all of them together.
+                match Box::pin(self.hedged(session, ctx, req, (ep, &chain[j]), deadline, opts))
                     .await
                 {
                     Some(r) => return r,
@@ -134,7 +135,7 @@ impl Engine {
             let t0 = Instant::now();
             // A client that hangs up cancels the provider call instead of leaving it running.
             let result = tokio::select! {
-                r = self.attempt(ep, req, deadline, opts) => Some(r),
+                r = Box::pin(self.attempt(ep, req, deadline, opts)) => Some(r),
                 () = client_gone(session) => None,
             };
             ctx.upstream_time += t0.elapsed();
@@ -145,7 +146,7 @@ impl Engine {
             let retry_after = result.as_ref().err().and_then(|e| e.retry_after);
             let reason = result.as_ref().err().map(|e| e.reason);
             if let Some(won) = self.settle(ctx, ep, result, t0) {
-                return self.deliver(session, ctx, ep, won, deadline, t0).await;
+                return Box::pin(self.deliver(session, ctx, ep, won, deadline, t0)).await;
             }
             // The opt-in retry policy: only for the last member, and only within the budget.
             if i + 1 == chain.len()
@@ -326,7 +327,7 @@ impl Engine {
         let delay = self.hedge_delay(ctx, a);
         let t0 = Instant::now();
         let _a_flight = self.stats.get(&a.id).start();
-        let mut primary = std::pin::pin!(self.attempt(a, req, deadline, opts));
+        let mut primary = Box::pin(self.attempt(a, req, deadline, opts));
         let timer = tokio::time::sleep(delay);
         let mut timer = std::pin::pin!(timer);
         let mut second: Option<std::pin::Pin<Box<_>>> = None;
@@ -365,7 +366,9 @@ impl Engine {
                         ctx.upstream_time += t0.elapsed();
                         // Dropping the second attempt cancels it and closes its connection.
                         drop(second.take());
-                        return Some(self.deliver(session, ctx, a, won, deadline, t0).await);
+                        return Some(
+                            Box::pin(self.deliver(session, ctx, a, won, deadline, t0)).await,
+                        );
                     }
                     if second.is_none() {
                         // The primary failed before the hedge fired: plain fallover, now.
@@ -382,7 +385,7 @@ impl Engine {
                             m.hedges.with_label_values(&["won"]).inc();
                         }
                         return Some(
-                            self.deliver(session, ctx, b, won, deadline, second_start)
+                            Box::pin(self.deliver(session, ctx, b, won, deadline, second_start))
                                 .await,
                         );
                     }
