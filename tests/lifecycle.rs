@@ -316,7 +316,7 @@ fn hundred_reloads_alternating_valid_and_invalid_under_sustained_traffic() {
     let before_requests = before["window"]["requests"].as_u64().unwrap();
 
     // Invalid files of several kinds: broken YAML, an unknown key, a dangling reference, a bad
-    // value, a wrong type. (An empty file is accepted: see the ignored test below.)
+    // value, a wrong type. (An empty file is rejected too: see the test below.)
     let invalid = [
         "gateway:\n  listen: 12\nnonsense: [".to_string(),
         format!("{good}\nbogus_section: 1\n"),
@@ -398,12 +398,10 @@ fn hundred_reloads_alternating_valid_and_invalid_under_sustained_traffic() {
     assert_eq!(after["breaker"], before["breaker"], "{after}");
 }
 
-/// Bug (issue 8): an empty config file is a valid config (every section defaults), so a reload
-/// of an empty file — or of a file caught half-written by the file watcher, since editors and
-/// `std::fs::write` truncate first — swaps in a config with no keys and no providers, and every
-/// request fails with 401 until the next good reload.
+/// An empty config file (or one caught half-written by the file watcher, since editors and
+/// `std::fs::write` truncate first) is rejected, so a reload keeps the running config instead of
+/// swapping in one with no keys and no providers.
 #[test]
-#[ignore = "bug: a reload accepts an empty config file and drops every key and provider"]
 fn reload_of_an_empty_file_keeps_the_running_config() {
     let a = emulator(&[]);
     let providers = provider(

@@ -78,7 +78,12 @@ pub fn load_str(
         }]
     })?;
     if root.is_null() {
-        root = yaml_serde::Value::Mapping(Default::default());
+        // Editors and `std::fs::write` truncate before writing: a reload that catches the file
+        // empty must keep the running config, not swap in one with no providers and no keys.
+        return Err(vec![ConfigError {
+            path: String::new(),
+            message: "the file is empty (or holds only comments)".to_string(),
+        }]);
     }
     interpolate(&mut root, String::new(), env, &mut errs);
 
@@ -1230,6 +1235,14 @@ keys:
         assert_eq!(c.server.threads, 2);
         assert_eq!(c.server.grace_period_seconds, Some(1));
         assert_eq!(c.models["small"].deployments.len(), 1);
+    }
+
+    #[test]
+    fn an_empty_file_is_an_error() {
+        for text in ["", "\n\n", "# only a comment\n"] {
+            let errs = load_str(text, "t.yaml", 1, &env).unwrap_err();
+            assert!(errs[0].message.contains("empty"), "{errs:?}");
+        }
     }
 
     #[test]
