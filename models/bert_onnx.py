@@ -99,6 +99,7 @@ def build_model(
     metadata: dict[str, str] | None = None,
     pool_layers: list[int] | None = None,
     bag_w: np.ndarray | None = None,
+    pq: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> onnx.ModelProto:
     """Encoder (first `n_layers` layers) + masked mean pooling (+ `pooled @ head_w + head_b`).
 
@@ -106,22 +107,35 @@ def build_model(
     layer k); default: the last layer only.
     bag_w: optional [vocab, n_labels] table: logits += mean over the sequence's tokens of bag_w[token id]
     (a linear model on the bag of WordPiece ids, [CLS] and [SEP] included, masked like the pooling).
+    Stored compactly: only the rows that are not all zero (tokens never seen in training get exactly zero
+    weights from the L2-regularised fit), reached through a uint16/int32 remap table (row 0 = zeros).
+    pq: optional product-quantized word-embedding table (codes uint8 [vocab, m], codebooks float [m, 256, sub]),
+    used instead of w["embeddings.word_embeddings.weight"]: row = concat_j codebooks[j, codes[id, j]].
     """
     n_layers = n_layers or count_layers(w)
     pool_layers = pool_layers or [n_layers]
     states = {}
-    hidden = w["embeddings.word_embeddings.weight"].shape[1]
+    hidden = w["embeddings.position_embeddings.weight"].shape[1]
     head_dim = hidden // n_heads
     g = _G()
 
-    word = g.c(w["embeddings.word_embeddings.weight"], "word_embeddings")
+    if pq is not None:
+        codes, books = pq
+        m, k, sub = books.shape
+        code_ids = g.op("Cast", [g.op("Gather", [g.c(codes.astype(np.uint8), "pq_codes"), "input_ids"])], to=TensorProto.INT64)
+        flat = g.op("Add", [code_ids, g.c((np.arange(m, dtype=np.int64) * k), "pq_offsets")])  # [B,S,m]
+        parts = g.op("Gather", [g.c(books.reshape(m * k, sub).astype(np.float32), "pq_codebooks"), flat])  # [B,S,m,sub]
+        word_rows = g.op("Reshape", [parts, g.c(np.array([0, 0, m * sub], np.int64))])
+    else:
+        word = g.c(w["embeddings.word_embeddings.weight"], "word_embeddings")
+        word_rows = g.op("Gather", [word, "input_ids"])
     pos_tab = w["embeddings.position_embeddings.weight"] + w["embeddings.token_type_embeddings.weight"][0]
     pos = g.c(pos_tab.astype(np.float32), "position_plus_type0")
 
     ids_shape = g.op("Shape", ["input_ids"])
     seq = g.op("Slice", [ids_shape, g.c(np.array([1], np.int64)), g.c(np.array([2], np.int64))])
     pos_slice = g.op("Slice", [pos, g.c(np.array([0], np.int64)), seq, g.c(np.array([0], np.int64))])
-    x = g.op("Add", [g.op("Gather", [word, "input_ids"]), pos_slice])
+    x = g.op("Add", [word_rows, pos_slice])
 
     def ln(inp, prefix):
         return g.op("LayerNormalization", [inp, g.c(w[prefix + ".weight"]), g.c(w[prefix + ".bias"])],
@@ -176,7 +190,13 @@ def build_model(
         logits = g.op("Add", [g.op("MatMul", [pooled, g.c(head_w.astype(np.float32), "head.weight")]),
                               g.c(head_b.astype(np.float32), "head.bias")])
         if bag_w is not None:
-            g.nodes.append(helper.make_node("Gather", [g.c(bag_w.astype(np.float32), "bag.weight"), "input_ids"],
+            used = np.where(np.abs(bag_w).sum(1) > 0)[0]
+            compact = np.zeros((len(used) + 1, bag_w.shape[1]), np.float32)
+            compact[1:] = bag_w[used]
+            remap = np.zeros(bag_w.shape[0], np.uint16 if len(used) < 65535 else np.int32)
+            remap[used] = np.arange(1, len(used) + 1)
+            rows = g.op("Cast", [g.op("Gather", [g.c(remap, "bag_remap"), "input_ids"])], to=TensorProto.INT64)
+            g.nodes.append(helper.make_node("Gather", [g.c(compact, "bag.weight"), rows],
                                             ["bag_tokens"], name="bag_gather"))
             bag_sum = g.op("ReduceSum", [g.op("Mul", ["bag_tokens", m3]), g.c(np.array([1], np.int64))], keepdims=0)
             logits = g.op("Add", [logits, g.op("Div", [bag_sum, count])])

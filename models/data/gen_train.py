@@ -11,11 +11,12 @@ from __future__ import annotations
 
 import json
 import random
+import sys
 from pathlib import Path
 
 R = random.Random(1234)
 OUT = Path(__file__).with_name("train.jsonl")
-PER_LABEL = 450
+PER_LABEL = 750
 
 
 def pick(xs):
@@ -873,6 +874,33 @@ def sys_task_item(label):
             "label": label, "lang": "en", "src": TPL[0]}
 
 
+# --------------------------------------------------------------------------------------------- v4
+# Non-English items with native content (ml_v4.py) and English phrasings v3 lacked.
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import ml_v4  # noqa: E402
+
+
+def ml4_item(label):
+    lang = pick([l for l in ml_v4.INSTR4 if label in ml_v4.INSTR4[l]])
+    k = R.randrange(len(ml_v4.INSTR4[lang][label]))
+    TPL[0] = f"ml4/{lang}/{label}/{k}"
+    nat = ml_v4.NATIVE[lang]
+    text = ml_v4.INSTR4[lang][label][k].format(
+        doc=pick(nat["doc"]), rough=pick(nat["rough"]), s=pick(nat["sent"]), t=pick(nat["topic"]), L=pick(nat["L"]),
+        code=code()[1], trace=pick(TRACES), n=R.randint(3, 120), m=R.randint(2, 40))
+    return lang, text
+
+
+def en4_item(label):
+    k = R.randrange(len(ml_v4.EN4[label]))
+    TPL[0] = f"en4/{label}/{k}"
+    text = ml_v4.EN4[label][k].format(
+        doc=doc(long=R.random() < 0.3), rough=pick(ROUGH), s=pick(SENTENCES), L=pick(LANGS), foreign=pick(FOREIGN),
+        obs=pick(OBS), goal=pick(GOALS), flaw=pick(FLAWS), choice=pick(ml_v4.EN_FILL["choice"]),
+        things=pick(ml_v4.EN_FILL["things"]), box=pick(ml_v4.EN_FILL["box"]), n=R.randint(3, 12), m=R.randint(2, 9))
+    return "en", text
+
+
 def main():
     items, seen = [], set()
     for label, maker in MAKERS.items():
@@ -888,9 +916,13 @@ def main():
                     items.append(it)
                     n += 1
                 continue
-            if r < 0.32:
+            if r < 0.22:
                 lang, text = ml_item(label)
-            elif r < 0.6:
+            elif r < 0.44:
+                lang, text = ml4_item(label)
+            elif r < 0.54 and label in ml_v4.EN4:
+                lang, text = en4_item(label)
+            elif r < 0.7:
                 lang, text = "en", composed(label)
             else:
                 lang, text = "en", maker()
