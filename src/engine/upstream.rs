@@ -106,10 +106,12 @@ pub async fn exchange(
             Ok(Err(e)) => return Err(StepError::new(FallbackReason::ConnectError, e.to_string())),
             Ok(Ok(s)) => s,
         };
+        let corked = Cork::new(&s);
         let sent = timeout_at(first_byte_by, async {
             s.write_request_header(Box::new(header.clone())).await?;
             s.write_request_body(body.clone(), true).await?;
             s.finish_request_body().await?;
+            drop(corked);
             s.read_response_header().await
         })
         .await;
@@ -133,6 +135,45 @@ pub async fn exchange(
         FallbackReason::ConnectError,
         "connection closed",
     ))
+}
+
+/// Pingora's HTTP/1.1 client flushes the request header on its own, then the body: two sends,
+/// two segments, two wake-ups of the provider's side. Corking the socket while both are written
+/// makes them one segment (released when the guard drops, on every path). h2 sessions and
+/// streams without a socket are left alone.
+struct Cork(Option<std::os::fd::RawFd>);
+
+impl Cork {
+    fn new(s: &HttpSession) -> Cork {
+        let fd = match s {
+            HttpSession::H1(h) => Some(h.stream().id()),
+            _ => None,
+        };
+        Cork(fd.filter(|fd| *fd >= 0 && set_cork(*fd, true)))
+    }
+}
+
+impl Drop for Cork {
+    fn drop(&mut self) {
+        if let Some(fd) = self.0 {
+            set_cork(fd, false);
+        }
+    }
+}
+
+fn set_cork(fd: std::os::fd::RawFd, on: bool) -> bool {
+    let v: libc::c_int = on.into();
+    // SAFETY: setsockopt on a descriptor the session owns, with a pointer to a live c_int and its
+    // size; a descriptor that is not a TCP socket makes it fail, which only means no corking.
+    unsafe {
+        libc::setsockopt(
+            fd,
+            libc::IPPROTO_TCP,
+            libc::TCP_CORK,
+            (&v as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        ) == 0
+    }
 }
 
 /// Reads the whole body, bounded by size, by the deadline and by the per-read timeout.
