@@ -472,7 +472,6 @@ http {{
               f"nginx used {maxown.get('nginx') or 0:.0f} % of its core, Signalbox {maxown.get('signalbox') or 0:.0f} % of its own"
               + (" (nginx below 90 %: the generator side, not nginx, set its max; rely on CPU per request)"
                  if (maxown.get("nginx") or 0) < 90 else ""))
-        ms, mn = summary.get((2000, "signalbox"), {}), None
         cs = [x for x in (maxown.get("signalbox"),) if x]
         if maxrps.get("signalbox") and cs:
             P(f"- Signalbox's max on a whole core, from its CPU per request at saturation: "
