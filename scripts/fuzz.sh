@@ -1,0 +1,57 @@
+#!/usr/bin/env bash
+# Fuzzes the parsers and decoders with cargo-fuzz (libFuzzer): the SSE parser, the Bedrock
+# event-stream decoder, every codec's stream translator and response decoder, the request
+# parser and the config loader (targets in fuzz/fuzz_targets, shared code in fuzz/harness.rs).
+#
+#   scripts/fuzz.sh [SECONDS_PER_TARGET] [TARGET...]     default: 60 s, every target
+#
+# New corpus entries land in fuzz/corpus/<target> and are minimised (cargo fuzz cmin); commit
+# them and `cargo test --test fuzz_corpus` replays them in CI. A crash leaves its input in
+# fuzz/artifacts/<target>. Instrumented builds differ from normal ones, so they get their own
+# target dir. Uses the nightly toolchain when installed, else stable with RUSTC_BOOTSTRAP=1.
+set -euo pipefail
+cd "$(dirname "$0")/../fuzz"
+export CARGO_TARGET_DIR="${SIGNALBOX_FUZZ_TARGET_DIR:-$HOME/.cache/signalbox-fuzz-target}"
+secs="${1:-60}"
+shift || true
+targets=("$@")
+if [ ${#targets[@]} -eq 0 ]; then
+  targets=(sse eventstream stream response request config)
+fi
+
+command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz --locked
+if rustup toolchain list 2>/dev/null | grep -q '^nightly'; then
+  cargo=(cargo +nightly)
+else
+  export RUSTC_BOOTSTRAP=1
+  cargo=(cargo)
+fi
+# No sanitizer: the code under test is safe Rust (panics and aborts are what we look for), and
+# an ASan build of the whole dependency tree is several times slower to build and to run.
+fuzz=(fuzz run --sanitizer none --debug-assertions)
+
+for t in "${targets[@]}"; do
+  "${cargo[@]}" fuzz build --sanitizer none --debug-assertions "$t"
+done
+
+summary=()
+status=0
+for t in "${targets[@]}"; do
+  mkdir -p "corpus/$t"
+  log="$CARGO_TARGET_DIR/fuzz-$t.log"
+  echo "== $t: ${secs}s"
+  if ! "${cargo[@]}" "${fuzz[@]}" "$t" "corpus/$t" -- \
+      -max_total_time="$secs" -max_len=65536 -rss_limit_mb=4096 -timeout=10 \
+      -print_final_stats=1 >"$log" 2>&1; then
+    status=1
+    echo "!! $t found a crash; see $log and fuzz/artifacts/$t"
+    tail -n 40 "$log"
+  fi
+  execs=$(grep -o 'stat::number_of_executed_units: *[0-9]*' "$log" | grep -o '[0-9]*$' | tail -1)
+  cov=$(grep -o 'cov: [0-9]*' "$log" | tail -1 | grep -o '[0-9]*')
+  "${cargo[@]}" fuzz cmin --sanitizer none --debug-assertions "$t" "corpus/$t" >>"$log" 2>&1 || true
+  summary+=("$t: ${execs:-?} executions in ${secs}s, coverage ${cov:-?}, corpus $(ls "corpus/$t" | wc -l) files")
+done
+echo "== summary"
+printf '%s\n' "${summary[@]}"
+exit $status
