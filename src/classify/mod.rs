@@ -797,7 +797,7 @@ mod tests {
         assert_eq!(cfg.classifier.budget, None);
         assert_eq!(cfg.classifier.min_confidence, 0.7);
         assert_eq!(
-            load("").expect("valid").classifier,
+            load("gateway: {}\n").expect("valid").classifier,
             ClassifierSettings::default()
         );
         let errs = load(
