@@ -192,8 +192,12 @@ impl RequestCtx {
         if let Some(t) = self.task.and_then(|t| crate::config::schema::TASKS.get(t)) {
             let _ = h.insert_header(n.task.clone(), *t);
         }
-        let overhead_ms = self.overhead().as_secs_f64() * 1000.0;
-        let _ = h.insert_header(n.overhead_ms.clone(), format!("{overhead_ms:.3}"));
+        // Milliseconds with 3 decimals, from integer microseconds (no float formatting).
+        let us = self.overhead().as_micros();
+        let _ = h.insert_header(
+            n.overhead_ms.clone(),
+            format!("{}.{:03}", us / 1000, us % 1000),
+        );
         if let Some(c) = &self.cost {
             let _ = h.insert_header(n.cost.clone(), fmt_usd(c.total()));
             let _ = h.insert_header(n.input_cost.clone(), fmt_usd(c.input));

@@ -34,14 +34,29 @@ pub fn cost(usage: &Usage, price: &Price) -> Cost {
     }
 }
 
-/// USD as a plain decimal (no exponent), for headers and JSON bodies alike.
+/// USD as a plain decimal (no exponent) to 10 places, trailing zeros dropped, for headers and
+/// JSON bodies alike. Integer formatting: `format!("{v:.10}")` (exact float formatting) was a
+/// visible share of the request path, and this runs three times per response.
 pub fn fmt_usd(v: f64) -> String {
-    if !v.is_finite() || v <= 0.0 {
+    // 1e-10 USD units; amounts past ~1.8e9 USD saturate, which no call costs.
+    let units = (v * 1e10).round();
+    if !units.is_finite() || units < 1.0 {
         return "0".to_string();
     }
-    let s = format!("{v:.10}");
-    let s = s.trim_end_matches('0').trim_end_matches('.');
-    s.to_string()
+    let units = units as u64;
+    let (int, frac) = (units / 10_000_000_000, units % 10_000_000_000);
+    let mut b = itoa::Buffer::new();
+    let mut s = String::with_capacity(24);
+    s.push_str(b.format(int));
+    if frac > 0 {
+        let digits = b.format(frac);
+        s.push('.');
+        for _ in digits.len()..10 {
+            s.push('0');
+        }
+        s.push_str(digits.trim_end_matches('0'));
+    }
+    s
 }
 
 #[cfg(test)]
@@ -78,6 +93,19 @@ mod tests {
         assert_eq!(fmt_usd(c.total()), "0.003");
         assert_eq!(fmt_usd(0.0), "0");
         assert_eq!(fmt_usd(1.5e-7), "0.00000015");
+        for (v, want) in [
+            (1.0, "1"),
+            (12.5, "12.5"),
+            (0.1 + 0.2, "0.3"),
+            (1e-10, "0.0000000001"),
+            (4e-11, "0"),
+            (-1.0, "0"),
+            (f64::NAN, "0"),
+            (f64::INFINITY, "0"),
+            (1234.000_000_05, "1234.00000005"),
+        ] {
+            assert_eq!(fmt_usd(v), want, "{v}");
+        }
     }
 
     #[test]

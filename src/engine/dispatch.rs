@@ -566,7 +566,7 @@ impl Engine {
                 ctx.ttft = Some(ctx.start.elapsed());
                 ctx.usage = usage;
                 ctx.cost = usage.map(|u| cost(&u, &price));
-                let mut h = ResponseHeader::build(200, Some(8)).map_err(internal)?;
+                let mut h = ResponseHeader::build_no_case(200, Some(24)).map_err(internal)?;
                 h.insert_header(http::header::CONTENT_TYPE, "application/json")
                     .map_err(internal)?;
                 h.insert_header(http::header::CONTENT_LENGTH, body.len())
@@ -594,7 +594,7 @@ impl Engine {
                     price,
                 } = *st;
                 ctx.ttft = Some(ctx.start.elapsed());
-                let mut h = ResponseHeader::build(200, Some(8)).map_err(internal)?;
+                let mut h = ResponseHeader::build_no_case(200, Some(24)).map_err(internal)?;
                 h.insert_header(http::header::CONTENT_TYPE, "text/event-stream")
                     .map_err(internal)?;
                 h.insert_header(http::header::CACHE_CONTROL, "no-cache")

@@ -14,7 +14,7 @@ use crate::route::plan::visible_models;
 
 pub async fn json(session: &mut Session, ctx: &mut RequestCtx, status: u16, body: Vec<u8>) {
     ctx.status = status;
-    let Ok(mut h) = ResponseHeader::build(status, Some(6)) else {
+    let Ok(mut h) = ResponseHeader::build_no_case(status, Some(16)) else {
         return;
     };
     let _ = h.insert_header(http::header::CONTENT_TYPE, "application/json");
@@ -35,7 +35,7 @@ pub async fn error(session: &mut Session, ctx: &mut RequestCtx, e: GatewayError)
     let status = e.status();
     ctx.status = status;
     let body = e.to_body();
-    let Ok(mut h) = ResponseHeader::build(status, Some(6)) else {
+    let Ok(mut h) = ResponseHeader::build_no_case(status, Some(16)) else {
         return;
     };
     let _ = h.insert_header(http::header::CONTENT_TYPE, "application/json");

@@ -103,7 +103,7 @@ pub(crate) fn json_post_header(
 ) -> Result<Box<RequestHeader>, GatewayError> {
     use crate::error::ErrorKind;
     let internal = |e: pingora::BError| GatewayError::new(ErrorKind::Internal, e.to_string());
-    let mut h = RequestHeader::build("POST", path.as_bytes(), Some(8)).map_err(internal)?;
+    let mut h = RequestHeader::build_no_case("POST", path.as_bytes(), Some(8)).map_err(internal)?;
     h.insert_header(http::header::HOST, p.authority.as_str())
         .map_err(internal)?;
     h.insert_header(http::header::CONTENT_TYPE, "application/json")

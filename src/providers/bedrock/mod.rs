@@ -61,7 +61,7 @@ pub fn encode_at(
     let auth = sigv4::sign_at(aws, "POST", &p.authority, &path, &signed, &body, time)
         .map_err(|e| GatewayError::new(ErrorKind::Internal, e))?;
 
-    let mut h = RequestHeader::build("POST", path.as_bytes(), Some(8)).map_err(internal)?;
+    let mut h = RequestHeader::build_no_case("POST", path.as_bytes(), Some(8)).map_err(internal)?;
     h.insert_header(http::header::HOST, p.authority.as_str())
         .map_err(internal)?;
     h.insert_header(http::header::CONTENT_TYPE, JSON)
