@@ -127,10 +127,11 @@ fn reload_under_traffic_loses_nothing() {
         if i % 2 == 0 {
             // A valid change: a new price, so the file hash differs.
             let changed = good.replace("input: 1.0", &format!("input: 1.{}", i + 1));
-            std::fs::write(&gw.config_path, changed).unwrap();
+            // Atomically: the file watcher could otherwise catch the file half-written.
+            write_atomically(&gw.config_path, &changed);
             expected_version += 1;
         } else {
-            std::fs::write(&gw.config_path, "gateway:\n  listen: 12\nnonsense: [").unwrap();
+            write_atomically(&gw.config_path, "gateway:\n  listen: 12\nnonsense: [");
         }
         // Alternate the triggers: SIGHUP and the admin API (the file watcher may also fire).
         if i % 4 < 2 {
