@@ -81,18 +81,7 @@ impl Engine {
                 break;
             }
             let ep = &chain[i];
-            if let Err(block) = self.accounts.endpoint_take(ep) {
-                let reason = match block {
-                    EndpointBlock::Quota => FallbackReason::QuotaExceeded,
-                    EndpointBlock::Budget => FallbackReason::BudgetExhausted,
-                };
-                m.fallbacks
-                    .with_label_values(&[ep.provider.name.as_str(), reason.as_str()])
-                    .inc();
-                ctx.attempts.push(Attempt {
-                    endpoint: ep.clone(),
-                    failure: Some(reason),
-                });
+            if self.blocked(ctx, ep) {
                 i += 1;
                 continue;
             }
@@ -238,6 +227,27 @@ impl Engine {
         ))
     }
 
+    /// Takes one call from the endpoint's quota; when it has none (or its budget is spent) the
+    /// skip is recorded as a failed attempt and `true` comes back.
+    fn blocked(&self, ctx: &mut RequestCtx, ep: &Arc<Endpoint>) -> bool {
+        let Err(block) = self.accounts.endpoint_take(ep) else {
+            return false;
+        };
+        let reason = match block {
+            EndpointBlock::Quota => FallbackReason::QuotaExceeded,
+            EndpointBlock::Budget => FallbackReason::BudgetExhausted,
+        };
+        metrics::get()
+            .fallbacks
+            .with_label_values(&[ep.provider.name.as_str(), reason.as_str()])
+            .inc();
+        ctx.attempts.push(Attempt {
+            endpoint: ep.clone(),
+            failure: Some(reason),
+        });
+        true
+    }
+
     /// Records an attempt's outcome (stats, breaker, metrics, the attempts list); hands back
     /// the winner.
     fn settle(
@@ -343,7 +353,7 @@ impl Engine {
         loop {
             let step = tokio::select! {
                 r = &mut primary, if !a_done => Step::A(r),
-                () = &mut timer, if second.is_none() && !a_done => Step::Fire,
+                () = &mut timer, if second.is_none() && !a_done && !b_done => Step::Fire,
                 r = async { match second.as_mut() { Some(f) => f.await, None => std::future::pending().await } }, if second.is_some() && !b_done => Step::B(r),
                 () = client_gone(session) => Step::Gone,
             };
@@ -353,6 +363,7 @@ impl Engine {
                     ctx.client_gone = true;
                     return Some(Ok(()));
                 }
+                Step::Fire if self.blocked(ctx, b) => b_done = true,
                 Step::Fire => {
                     m.hedges.with_label_values(&["fired"]).inc();
                     ctx.router_version = "v2_hedged";
@@ -370,7 +381,11 @@ impl Engine {
                             Box::pin(self.deliver(session, ctx, a, won, deadline, t0)).await,
                         );
                     }
-                    if second.is_none() {
+                    if second.is_none() && !b_done {
+                        if self.blocked(ctx, b) {
+                            ctx.upstream_time += t0.elapsed();
+                            return None;
+                        }
                         // The primary failed before the hedge fired: plain fallover, now.
                         _b_flight = Some(self.stats.get(&b.id).start());
                         second_start = Instant::now();
