@@ -92,7 +92,7 @@ def src_tokenizer(enc: str) -> Path:
 # pool "all": mean-pool the embedding output and every layer's output, concatenated (4 x 384 for L3).
 # bag: weight of the bag-of-WordPiece-ids features next to the standardised embeddings (0 = no bag head).
 CHOSEN = dict(encoder="me5x3", quant="int8", slice=Slice(user_head=160, user_tail=80, system_head=64, max_tokens=48, lines=1),
-              pool="all", C=0.02, bag=30.0)
+              pool="all", C=0.02, bag=200.0)
 VOCAB = 30522
 
 
