@@ -64,7 +64,7 @@ ME5_PQ = int(os.environ.get("SIGNALBOX_ME5_PQ", "4"))
 def me5_pq() -> tuple[np.ndarray, np.ndarray] | None:
     if not ME5_PQ:
         return None
-    path = CACHE / "me5" / f"pq{ME5_PQ}.npz"
+    path = CACHE / "me5" / (f"pq{ME5_PQ}.npz" if not ME5_KEEP else f"pq{ME5_PQ}-keep{ME5_KEEP}.npz")
     if not path.exists():
         t0 = time.perf_counter()
         codes, books = me5.pq_compress(_weights["me5"]["embeddings.word_embeddings.weight"], ME5_PQ, seed=SEED)
