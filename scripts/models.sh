@@ -50,8 +50,12 @@ ME5_FILES=(
 
 # the shipped, committed classifier (rebuilt by --rebuild; see models/README.md)
 SHIPPED=(
-  "models/classifier.onnx 95fbf9df7cd4b37bb8aed3b08d4614c5bb85db6e4bc11218eade0d0c24e080e4"
-  "models/tokenizer.json 0486fc999ebae2b9339af58c20a1f67d4f0db155e9c0c54f476c6eec22dd4c75"
+  # The default: English-first (all-MiniLM-L6-v2, first 3 layers), small in memory.
+  "models/classifier.onnx 52c0b0c2a4a9a264d88e3e37d0724ba323f934802011f81bd2a799e176bef219"
+  "models/tokenizer.json 9e6f91d2cd9c1cc56709144d8a0baf97a3e0062da1c14c5603e6db6d6000795d"
+  # Opt-in: multilingual-e5-small (first 3 layers); more accurate, ~400 MB more RSS.
+  "models/multilingual/classifier.onnx 95fbf9df7cd4b37bb8aed3b08d4614c5bb85db6e4bc11218eade0d0c24e080e4"
+  "models/multilingual/tokenizer.json 0486fc999ebae2b9339af58c20a1f67d4f0db155e9c0c54f476c6eec22dd4c75"
 )
 
 # ---- helpers -----------------------------------------------------------------------------------------------
@@ -143,7 +147,7 @@ verify_shipped() {
     [ -f "$f" ] || die "$f is missing (git checkout, or scripts/models.sh --rebuild)"
     check_sha "$f" "$want"
   done
-  say "shipped model: models/classifier.onnx + models/tokenizer.json (sha256 ok)"
+  say "shipped models: models/ (default) and models/multilingual/ (sha256 ok)"
 }
 
 venv() {

@@ -107,7 +107,12 @@ struct Assets {
 }
 
 fn assets(need_logits: bool) -> Result<Assets, String> {
-    let dir = std::env::var_os("SIGNALBOX_CLASSIFIER_DIR").map(PathBuf::from);
+    assets_in(std::env::var_os("SIGNALBOX_CLASSIFIER_DIR").map(PathBuf::from), need_logits)
+}
+
+/// `dir`: a model directory holding `classifier.onnx`, `tokenizer.json` and
+/// `heldout_logits.jsonl`; `None` = the default model (`models/`).
+fn assets_in(dir: Option<PathBuf>, need_logits: bool) -> Result<Assets, String> {
     let a = Assets {
         runtime: root().join("models/cache/onnxruntime/libonnxruntime.so"),
         model: dir
@@ -155,6 +160,23 @@ fn onnx_logits_match_python_on_every_heldout_item() {
     let Some(a) = assets_or_skip("onnx_logits_match_python_on_every_heldout_item", true) else {
         return;
     };
+    parity(&a);
+}
+
+/// The opt-in multilingual model (`models/multilingual/`) too.
+#[test]
+fn multilingual_onnx_logits_match_python_on_every_heldout_item() {
+    if std::env::var_os("SIGNALBOX_CLASSIFIER_DIR").is_some() {
+        return; // the variant under test is the one above
+    }
+    match assets_in(Some(root().join("models/multilingual")), true) {
+        Ok(a) => parity(&a),
+        Err(why) if std::env::var_os("SIGNALBOX_REQUIRE_CLASSIFIER").is_some() => panic!("{why}"),
+        Err(why) => eprintln!("SKIPPED multilingual parity: {why}"),
+    }
+}
+
+fn parity(a: &Assets) {
     let model = OnnxModel::load(&a.runtime, &a.model, &a.tokenizer, 1).expect("model loads");
     let heldout = jsonl(&root().join("models/data/heldout.jsonl"));
     let reference = jsonl(&a.logits);
