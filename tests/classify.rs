@@ -107,7 +107,10 @@ struct Assets {
 }
 
 fn assets(need_logits: bool) -> Result<Assets, String> {
-    assets_in(std::env::var_os("SIGNALBOX_CLASSIFIER_DIR").map(PathBuf::from), need_logits)
+    assets_in(
+        std::env::var_os("SIGNALBOX_CLASSIFIER_DIR").map(PathBuf::from),
+        need_logits,
+    )
 }
 
 /// `dir`: a model directory holding `classifier.onnx`, `tokenizer.json` and
