@@ -620,6 +620,11 @@ impl Engine {
                     .map_err(internal)?;
                 ctx.apply_headers(&mut h);
                 ctx.status = 200;
+                // The header and the first chunk leave as one segment (see `Cork`).
+                let cork = session
+                    .as_downstream()
+                    .stream()
+                    .map(|s| upstream::Cork::on(s.id()));
                 if session
                     .write_response_header(Box::new(h), false)
                     .await
@@ -629,9 +634,11 @@ impl Engine {
                         .await
                         .is_err()
                 {
+                    drop(cork);
                     up.shutdown().await;
                     return Ok(());
                 }
+                drop(cork);
                 let stream_start = Instant::now();
                 let end = self
                     .pump(session, &mut up, translator.as_mut(), deadline, ep)

@@ -137,19 +137,24 @@ pub async fn exchange(
     ))
 }
 
-/// Pingora's HTTP/1.1 client flushes the request header on its own, then the body: two sends,
-/// two segments, two wake-ups of the provider's side. Corking the socket while both are written
-/// makes them one segment (released when the guard drops, on every path). h2 sessions and
-/// streams without a socket are left alone.
-struct Cork(Option<std::os::fd::RawFd>);
+/// Pingora's HTTP/1.1 sessions flush a header on their own before the body is written (the
+/// client's request header always; the server's response header when it has no length, i.e.
+/// streams): two sends, two segments, two wake-ups of the other side. Corking the socket while
+/// both are written makes them one segment (released when the guard drops, on every path).
+/// h2 sessions and streams without a socket are left alone.
+pub(crate) struct Cork(Option<std::os::fd::RawFd>);
 
 impl Cork {
     fn new(s: &HttpSession) -> Cork {
-        let fd = match s {
-            HttpSession::H1(h) => Some(h.stream().id()),
-            _ => None,
-        };
-        Cork(fd.filter(|fd| *fd >= 0 && set_cork(*fd, true)))
+        match s {
+            HttpSession::H1(h) => Cork::on(h.stream().id()),
+            _ => Cork(None),
+        }
+    }
+
+    /// Corks the socket behind `fd` (a Pingora stream's id is its descriptor).
+    pub(crate) fn on(fd: std::os::fd::RawFd) -> Cork {
+        Cork(Some(fd).filter(|fd| *fd >= 0 && set_cork(*fd, true)))
     }
 }
 
