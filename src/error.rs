@@ -104,6 +104,8 @@ pub struct GatewayError {
     pub param: Option<String>,
     /// Seconds for `Retry-After`, where it applies.
     pub retry_after: Option<u64>,
+    /// Close the connection after the answer (its framing cannot be trusted).
+    pub close: bool,
 }
 
 impl GatewayError {
@@ -113,6 +115,7 @@ impl GatewayError {
             message: message.into(),
             param: None,
             retry_after: None,
+            close: false,
         }
     }
 
@@ -122,6 +125,7 @@ impl GatewayError {
             message: message.into(),
             param: Some(param.into()),
             retry_after: None,
+            close: false,
         }
     }
 
@@ -132,6 +136,11 @@ impl GatewayError {
 
     pub fn with_retry_after(mut self, secs: u64) -> Self {
         self.retry_after = Some(secs);
+        self
+    }
+
+    pub fn closing(mut self) -> Self {
+        self.close = true;
         self
     }
 

@@ -114,6 +114,26 @@ impl Gateway {
     }
 }
 
+/// Both `Content-Length` and `Transfer-Encoding` were sent. Pingora removes Content-Length
+/// from the parsed header when both are present, so the raw HTTP/1 header is consulted (only
+/// for requests that carry Transfer-Encoding at all).
+fn has_cl_and_te(session: &Session) -> bool {
+    let h = &session.req_header().headers;
+    if !h.contains_key(http::header::TRANSFER_ENCODING) {
+        return false;
+    }
+    if h.contains_key(http::header::CONTENT_LENGTH) {
+        return true;
+    }
+    match session.as_downstream() {
+        pingora::protocols::http::ServerSession::H1(s) => s
+            .get_headers_raw_bytes()
+            .split(|b| *b == b'\n')
+            .any(|line| line.len() > 15 && line[..15].eq_ignore_ascii_case(b"content-length:")),
+        _ => false,
+    }
+}
+
 fn check_content_type(h: &pingora::http::RequestHeader) -> Result<(), GatewayError> {
     match h.headers.get(http::header::CONTENT_TYPE) {
         None => Ok(()),
@@ -147,6 +167,19 @@ impl ProxyHttp for Gateway {
         session.as_downstream_mut().set_pipelining_enabled(true);
         let method = session.req_header().method.clone();
         let path = session.req_header().uri.path().to_string();
+        if has_cl_and_te(session) {
+            // RFC 9112 6.1 allows reading by Transfer-Encoding and closing (what Pingora does,
+            // after dropping Content-Length); a gateway behind another proxy is safer refusing
+            // outright: the two may not agree on where this request ends (request smuggling).
+            let e = GatewayError::new(
+                ErrorKind::InvalidRequest,
+                "a request must not carry both `Content-Length` and `Transfer-Encoding`",
+            )
+            .with_param("Transfer-Encoding")
+            .closing();
+            answers::error(session, ctx, e).await;
+            return Ok(true);
+        }
         let result = match (method.as_str(), path.as_str()) {
             ("POST", "/v1/chat/completions") => {
                 let m = telemetry::metrics::get();

@@ -43,7 +43,7 @@ pub async fn error(session: &mut Session, ctx: &mut RequestCtx, e: GatewayError)
     if let Some(s) = e.retry_after {
         let _ = h.insert_header(http::header::RETRY_AFTER, s);
     }
-    if e.kind == crate::error::ErrorKind::RequestTooLarge {
+    if e.kind == crate::error::ErrorKind::RequestTooLarge || e.close {
         // The rest of the body was never read: the connection cannot be reused.
         let _ = h.insert_header(http::header::CONNECTION, "close");
         session.set_keepalive(None);
