@@ -272,16 +272,7 @@ pub fn load_str(
             ("", "budget"),
             &mut errs,
         );
-        let users = t.users.map(|u| {
-            compile_limits(
-                u.rpm,
-                u.tpm,
-                u.budget.as_ref(),
-                &format!("{path}.users"),
-                ("", "budget"),
-                &mut errs,
-            )
-        });
+        let users = t.users.map(|u| compile_users(&u, &path, &mut errs));
         let byok = compile_byok(&t.providers, &providers, &endpoints, &path, &mut errs);
         teams.insert(
             id.clone(),
@@ -348,16 +339,7 @@ pub fn load_str(
             ("", "budget"),
             &mut errs,
         );
-        let users = k.users.map(|u| {
-            compile_limits(
-                u.rpm,
-                u.tpm,
-                u.budget.as_ref(),
-                &format!("{path}.users"),
-                ("", "budget"),
-                &mut errs,
-            )
-        });
+        let users = k.users.map(|u| compile_users(&u, &path, &mut errs));
         if limits.budget.is_some() || users.is_some_and(|u| u.budget.is_some()) {
             budgets_at.push(format!("{path}.budget"));
         }
@@ -662,6 +644,18 @@ fn compile_limits(
         tpm: tpm.filter(|t| *t > 0),
         budget: budget.and_then(|b| compile_budget(b, &format!("{path}.{budget_key}"), errs)),
     }
+}
+
+/// `users:` of a key or team (`owner` is its path).
+fn compile_users(u: &UserLimitsSection, owner: &str, errs: &mut Errors) -> Limits {
+    compile_limits(
+        u.rpm,
+        u.tpm,
+        u.budget.as_ref(),
+        &format!("{owner}.users"),
+        ("", "budget"),
+        errs,
+    )
 }
 
 fn compile_budget(b: &BudgetSection, path: &str, errs: &mut Errors) -> Option<Budget> {
