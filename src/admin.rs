@@ -275,22 +275,8 @@ impl AdminApp {
                 "remaining_usd": remaining,
             }));
         };
-        let mut keys: Vec<_> = cfg.keys.values().collect();
-        keys.sort_by(|a, b| a.id.cmp(&b.id));
-        for k in keys {
-            add(&k.scope, &k.limits);
-        }
-        let mut teams: Vec<_> = cfg.teams.values().collect();
-        teams.sort_by(|a, b| a.id.cmp(&b.id));
-        for t in teams {
-            add(&t.scope, &t.limits);
-        }
-        for id in &cfg.endpoint_order {
-            if let Some(e) = cfg.endpoints.get(id)
-                && !e.limits.is_empty()
-            {
-                add(&e.scope, &e.limits);
-            }
+        for (scope, limits) in cfg.limit_scopes() {
+            add(scope, limits);
         }
         serde_json::json!({ "scopes": out })
     }

@@ -229,28 +229,16 @@ impl Accounts {
         self.rates.prune("user/", Duration::from_secs(600));
         let m = crate::telemetry::metrics::get();
         let p = Period::now();
-        let gauge = |scope: &str, b: &Budget| {
+        for (scope, limits) in cfg.limit_scopes() {
+            let Some(b) = &limits.budget else {
+                continue;
+            };
             let s = self.spends.get(scope);
             let mut s = s.lock().unwrap_or_else(|p| p.into_inner());
             for (w, left) in s.remaining(b, p) {
                 m.budget_remaining
                     .with_label_values(&[scope, w.as_str()])
                     .set(left);
-            }
-        };
-        for k in cfg.keys.values() {
-            if let Some(b) = &k.limits.budget {
-                gauge(&k.scope, b);
-            }
-        }
-        for t in cfg.teams.values() {
-            if let Some(b) = &t.limits.budget {
-                gauge(&t.scope, b);
-            }
-        }
-        for e in cfg.endpoints.values() {
-            if let Some(b) = &e.limits.budget {
-                gauge(&e.scope, b);
             }
         }
     }

@@ -405,6 +405,32 @@ impl HeaderNames {
     }
 }
 
+impl Config {
+    /// Every configured scope with limits of its own: each key, each team (both by name), then
+    /// each endpoint with a quota or spend cap (in file order).
+    pub fn limit_scopes(&self) -> Vec<(&str, &Limits)> {
+        let mut keys: Vec<_> = self
+            .keys
+            .values()
+            .map(|k| (k.scope.as_str(), &k.limits))
+            .collect();
+        let mut teams: Vec<_> = self
+            .teams
+            .values()
+            .map(|t| (t.scope.as_str(), &t.limits))
+            .collect();
+        keys.sort_by_key(|(s, _)| *s);
+        teams.sort_by_key(|(s, _)| *s);
+        let endpoints = self
+            .endpoint_order
+            .iter()
+            .filter_map(|id| self.endpoints.get(id))
+            .filter(|e| !e.limits.is_empty())
+            .map(|e| (e.scope.as_str(), &e.limits));
+        keys.into_iter().chain(teams).chain(endpoints).collect()
+    }
+}
+
 impl std::fmt::Debug for Config {
     // Short on purpose: provider credentials live inside, and tests only need to know which
     // config this is.

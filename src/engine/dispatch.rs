@@ -189,12 +189,13 @@ impl Engine {
         }
         // Nothing was called because every member is at its quota or spend cap: that is the
         // caller's limit to wait out, not an upstream failure.
-        let local = |r: FallbackReason| {
-            ctx.attempts
-                .iter()
-                .all(|a| a.failure.is_some_and(|f| f == r))
-        };
-        if local(FallbackReason::QuotaExceeded) {
+        let skipped =
+            |r: FallbackReason| ctx.attempts.iter().filter(|a| a.failure == Some(r)).count();
+        let (quota, budget) = (
+            skipped(FallbackReason::QuotaExceeded),
+            skipped(FallbackReason::BudgetExhausted),
+        );
+        if quota == ctx.attempts.len() {
             return Err(GatewayError::new(
                 ErrorKind::RateLimited,
                 format!(
@@ -204,12 +205,7 @@ impl Engine {
             )
             .with_retry_after(1));
         }
-        if ctx.attempts.iter().all(|a| {
-            matches!(
-                a.failure,
-                Some(FallbackReason::QuotaExceeded | FallbackReason::BudgetExhausted)
-            )
-        }) {
+        if quota + budget == ctx.attempts.len() {
             return Err(GatewayError::new(
                 ErrorKind::InsufficientQuota,
                 format!(
